@@ -1,0 +1,135 @@
+"""The `she-bench` command line: the one module that knows every other."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", help="benchmark card name or path (default toyshop)")
+    p.add_argument("--data-dir", help="data folder, overriding the card's")
+    p.add_argument("--model", help="toy-1m, toy-5m, toy-20m, smollm2-135m or a local model folder")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--engine", choices=["transformers", "vllm"])
+    p.add_argument("--output-dir", help="where run directories go (default runs/)")
+    p.add_argument("overrides", nargs="*", help="config overrides, key=value (dotted keys, e.g. eval.limit=50)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="she-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a benchmark split into a run directory")
+    _common(ev)
+    ev.add_argument("--split")
+    ev.add_argument("--limit", type=int)
+
+    data = sub.add_parser("data", help="inspect benchmarks")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    desc = dsub.add_parser("describe", help="print a data card: counts per split, label and slice")
+    desc.add_argument("name")
+    desc.add_argument("--data-dir")
+    desc.add_argument("--json", action="store_true")
+    dsub.add_parser("list", help="list benchmark cards")
+    return parser
+
+
+def config_from_args(args, method: str):
+    from she_bench.config import make_config, parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    flags = {"benchmark": args.benchmark, "data_dir": args.data_dir, "model": args.model, "seed": args.seed,
+             "engine": args.engine, "output_dir": args.output_dir}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if getattr(args, "split", None):
+        overrides.setdefault("eval", {})["split"] = args.split
+    if getattr(args, "limit", None) is not None:
+        overrides.setdefault("eval", {})["limit"] = args.limit
+    overrides["method"] = method
+    return make_config(None, overrides)
+
+
+def toy_corpus(bench) -> list[str]:
+    """Text a toy tokenizer is trained on: the train split's prompts and gold rationales."""
+    from she_bench.reasoning.template import gold_rationale, render_prompt
+
+    return [render_prompt(ex, bench.labels) + gold_rationale(ex) for ex in bench.splits["train"]]
+
+
+def cmd_eval(args) -> int:
+    from she_bench.data.cards import load_benchmark
+    from she_bench.evaluation.evaluate import evaluate
+    from she_bench.models import model_hash, resolve_model
+    from she_bench.runs import Run
+
+    cfg = config_from_args(args, "eval")
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
+    run = Run(cfg, bench.name)
+    if run.is_done():
+        print(f"already done: {run.path}")
+        print(json.dumps(json.loads((run.path / "metrics.json").read_text())["overall"], indent=1)[:2000])
+        return 0
+    model_path = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+    run.start(data_hash=bench.data_hash(), model_path=str(model_path), model_hash=model_hash(model_path),
+              engine=cfg.engine, device=_device())
+    t0 = time.time()
+    metrics = evaluate(run, bench, model_path)
+    run.update(eval_seconds=round(time.time() - t0, 2))
+    run.finish()
+    _print_summary(run.path, metrics)
+    return 0
+
+
+def _device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _print_summary(path: Path, metrics: dict) -> None:
+    o = metrics["overall"]
+    print(f"run: {path}")
+    print(f"n={o['n']} accuracy={o['accuracy']['value']:.3f} {o['accuracy']['ci95']} macro_f1={o['macro_f1']['value']:.3f} "
+          f"good_f1={o['good_f1']['value']:.3f} format_valid={o['format_valid_rate']:.3f}")
+    for name, m in metrics["slices"].items():
+        print(f"  {name:22s} n={m['n']:5d} acc={m['accuracy']['value']:.3f} macro_f1={m['macro_f1']['value']:.3f}")
+    print("step accuracy: " + ", ".join(f"{k}={v:.3f}" if v is not None else f"{k}=n/a" for k, v in o["step_accuracy"].items()))
+
+
+def cmd_data(args) -> int:
+    from she_bench.data.cards import list_benchmarks, load_benchmark
+    from she_bench.data.describe import describe, format_card
+
+    if args.data_command == "list":
+        print("\n".join(list_benchmarks()))
+        return 0
+    card = describe(load_benchmark(args.name, args.data_dir))
+    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    return 0
+
+
+COMMANDS = {"eval": cmd_eval, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from she_bench.config import ConfigError
+    from she_bench.data.schema import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (DataError, ConfigError, FileNotFoundError, KeyError) as e:
+        print(f"she-bench: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

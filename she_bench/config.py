@@ -1,0 +1,172 @@
+"""One typed config for every command and method, loaded from YAML recipes and overrides.
+
+Recipes (YAML) live in `baselines/`; a recipe may `inherit` another recipe and override a
+few fields, which is how ablation variants are declared. Command-line `key=value`
+overrides use dotted names (`rl.group_size=8`). Unknown keys are errors.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "baselines"
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"
+    """Which split to evaluate."""
+    limit: int | None = None
+    """Evaluate only the first N examples of the split (None: all)."""
+    batch_size: int = 64
+    max_new_tokens: int = 96
+    """Generation budget per example; a five-step toyshop rationale is about 60 tokens."""
+    bootstrap: int = 1000
+    """Bootstrap resamples (over queries) for the 95% intervals."""
+
+
+@dataclass
+class Config:
+    method: str = "eval"
+    """What to run: eval, or a training method registered in she_bench.methods."""
+    benchmark: str = "toyshop"
+    """A benchmark card name under benchmarks/, or a path to a card."""
+    data_dir: str | None = None
+    """Overrides the card's data folder."""
+    model: str = "toy-1m"
+    """toy-1m, toy-5m, toy-20m, smollm2-135m, or a local model folder."""
+    seed: int = 0
+    engine: str = "transformers"
+    """Generation engine for evaluation: transformers or vllm."""
+    output_dir: str = "runs"
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Identifies a run: every field except where its outputs go."""
+        d = self.to_dict()
+        d.pop("output_dir")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(fields)})")
+        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, where: str):
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (inner,) = typing.get_args(tp)[:1] or (typing.Any,)
+        return [_coerce(inner, v, where) for v in value] if inner is not typing.Any else list(value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is typing.Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def find_recipe(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    hits = sorted(RECIPES_DIR.rglob(f"{name_or_path}.yaml"))
+    if not hits:
+        known = ", ".join(list_recipes())
+        raise ConfigError(f"unknown recipe '{name_or_path}' (known: {known}; or pass a YAML path)")
+    return hits[0]
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.rglob("*.yaml"))
+
+
+def read_recipe(name_or_path: str, _seen: tuple = ()) -> dict:
+    path = find_recipe(name_or_path)
+    if path in _seen:
+        raise ConfigError(f"{path}: recipes inherit in a cycle")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a YAML mapping")
+    parent = data.pop("inherit", None)
+    if parent:
+        data = _merge(read_recipe(parent, (*_seen, path)), data)
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict:
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return out
+
+
+def make_config(recipe: str | None = None, overrides: dict | None = None) -> Config:
+    data = read_recipe(recipe) if recipe else {}
+    data = _merge(data, overrides or {})
+    return _build(Config, data, recipe or "config")
+
+
+def load_config_file(path: Path) -> Config:
+    return _build(Config, yaml.safe_load(Path(path).read_text()), str(path))

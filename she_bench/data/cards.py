@@ -1,0 +1,145 @@
+"""Benchmark cards: YAML files that declare a benchmark, and the loader registry behind them.
+
+A card names a loader (registered below by the data modules), its options, the label
+scale, which steps are annotated, the slices, and how to split. `load_benchmark` turns a
+card name (or a path to a card) into a `Benchmark` holding its splits.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from she_bench.data.schema import ESCI_LABELS, STEPS, DataError, Example
+from she_bench.registry import Registry
+
+CARDS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+
+# A loader takes (card, data_dir) and returns either {split: [Example]} or a flat list of
+# examples, which the card's `split` section then divides by query.
+Loader = Callable[["Card", "Path | None"], "dict[str, list[Example]] | list[Example]"]
+LOADERS: Registry[Loader] = Registry("benchmark loader")
+
+
+@dataclass
+class Card:
+    name: str
+    loader: str
+    path: Path | None = None
+    description: str = ""
+    options: dict = field(default_factory=dict)
+    data_dir: str | None = None
+    labels: list[str] = field(default_factory=lambda: list(ESCI_LABELS))
+    good_labels: list[str] = field(default_factory=lambda: ["Exact", "Substitute"])
+    annotated_steps: list[str] = field(default_factory=lambda: list(STEPS))
+    slices: list[str] = field(default_factory=list)
+    split: dict = field(default_factory=lambda: {"train": 0.7, "dev": 0.1, "test": 0.2, "seed": 0})
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "Card":
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise DataError(str(path), None, None, f"not valid YAML: {e}") from e
+        if not isinstance(raw, dict):
+            raise DataError(str(path), None, None, "a card must be a YAML mapping")
+        for key in ("name", "loader"):
+            if key not in raw:
+                raise DataError(str(path), None, key, "missing required key")
+        known = set(cls.__dataclass_fields__) - {"path"}
+        unknown = set(raw) - known
+        if unknown:
+            raise DataError(str(path), None, sorted(unknown)[0], f"unknown card key (known: {sorted(known)})")
+        bad_steps = [s for s in raw.get("annotated_steps", []) if s not in STEPS]
+        if bad_steps:
+            raise DataError(str(path), None, "annotated_steps", f"unknown step {bad_steps[0]!r}")
+        return cls(path=path, **raw)
+
+    def resolve_data_dir(self, override: str | None = None) -> Path | None:
+        """The data folder: the override, else the card's `data_dir` relative to the card."""
+        if override:
+            return Path(override).expanduser().resolve()
+        if self.data_dir is None:
+            return None
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / self.data_dir).resolve()
+
+
+@dataclass
+class Benchmark:
+    card: Card
+    splits: dict[str, list[Example]]
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    def data_hash(self) -> str:
+        h = hashlib.sha256()
+        for split in sorted(self.splits):
+            for ex in self.splits[split]:
+                h.update(split.encode())
+                h.update(json.dumps(ex.to_dict(), sort_keys=True).encode())
+        return h.hexdigest()
+
+
+def find_card(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise FileNotFoundError(f"benchmark card {p} does not exist")
+        return p
+    p = CARDS_DIR / f"{name_or_path}.yaml"
+    if not p.exists():
+        known = sorted(c.stem for c in CARDS_DIR.glob("*.yaml"))
+        raise KeyError(f"unknown benchmark '{name_or_path}' (known: {', '.join(known)}; or pass a card path)")
+    return p
+
+
+def list_benchmarks() -> list[str]:
+    return sorted(c.stem for c in CARDS_DIR.glob("*.yaml"))
+
+
+def split_by_query(examples: list[Example], fractions: dict, seed: int) -> dict[str, list[Example]]:
+    """Assign whole queries to splits (never single pairs), shuffled by `seed`."""
+    names = [k for k in fractions if k != "seed"]
+    total = sum(float(fractions[k]) for k in names)
+    by_query: dict[str, list[Example]] = defaultdict(list)
+    for ex in examples:
+        by_query[ex.query_id].append(ex)
+    qids = sorted(by_query)
+    random.Random(seed).shuffle(qids)
+    out: dict[str, list[Example]] = {k: [] for k in names}
+    start = 0
+    for i, k in enumerate(names):
+        end = len(qids) if i == len(names) - 1 else start + round(len(qids) * float(fractions[k]) / total)
+        for q in qids[start:end]:
+            out[k].extend(by_query[q])
+        start = end
+    return out
+
+
+def load_benchmark(name_or_path: str, data_dir: str | None = None) -> Benchmark:
+    import she_bench.data  # noqa: F401  (registers the loaders)
+
+    card = Card.from_yaml(find_card(name_or_path))
+    loaded = LOADERS.get(card.loader)(card, card.resolve_data_dir(data_dir))
+    if isinstance(loaded, list):
+        split_cfg = dict(card.split)
+        seed = int(split_cfg.pop("seed", 0))
+        loaded = split_by_query(loaded, split_cfg, seed)
+    for split, exs in loaded.items():
+        for ex in exs:
+            if ex.label not in card.labels:
+                raise DataError(str(card.path), f"example {ex.id}", "label", f"label {ex.label!r} not in the card's labels {card.labels}")
+    return Benchmark(card=card, splits=loaded)

@@ -1,0 +1,32 @@
+"""A data card for a loaded benchmark: counts per split, label and slice."""
+from __future__ import annotations
+
+from collections import Counter
+
+from she_bench.data.cards import Benchmark
+
+
+def describe(bench: Benchmark) -> dict:
+    out = {"benchmark": bench.name, "labels": bench.labels, "annotated_steps": bench.card.annotated_steps, "splits": {}}
+    everything = [ex for exs in bench.splits.values() for ex in exs]
+    for name, exs in [*bench.splits.items(), ("all", everything)]:
+        out["splits"][name] = {
+            "pairs": len(exs),
+            "queries": len({ex.query_id for ex in exs}),
+            "labels": {lab: n for lab, n in Counter(ex.label for ex in exs).most_common()},
+            "query_types": dict(sorted(Counter(ex.query_type for ex in exs).items())),
+            "query_types_by_query": dict(sorted(Counter({ex.query_id: ex.query_type for ex in exs}.values()).items())),
+            "slices": dict(sorted(Counter(s for ex in exs for s in ex.slices).items())),
+        }
+    return out
+
+
+def format_card(card: dict) -> str:
+    lines = [f"# {card['benchmark']}", f"labels: {', '.join(card['labels'])}",
+             f"annotated steps: {', '.join(card['annotated_steps']) or 'none'}", ""]
+    for name, s in card["splits"].items():
+        lines.append(f"## {name}: {s['pairs']:,} pairs, {s['queries']:,} queries")
+        lines.append("  labels:      " + ", ".join(f"{k} {v:,}" for k, v in s["labels"].items()))
+        lines.append("  query types: " + ", ".join(f"{k} {v:,}" for k, v in s["query_types_by_query"].items()) + " (queries)")
+        lines.append("  slices:      " + ", ".join(f"{k} {v:,}" for k, v in s["slices"].items()) + " (pairs)")
+    return "\n".join(lines)

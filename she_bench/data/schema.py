@@ -1,0 +1,66 @@
+"""The example schema shared by every benchmark, and the error raised for bad input."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STEPS = (
+    "query_understanding",
+    "item_understanding",
+    "category_matching",
+    "attribute_matching",
+    "relevance_judgment",
+)
+STEP_TITLES = {
+    "query_understanding": "Query understanding",
+    "item_understanding": "Item understanding",
+    "category_matching": "Category matching",
+    "attribute_matching": "Attribute matching",
+    "relevance_judgment": "Relevance judgment",
+}
+ESCI_LABELS = ("Exact", "Substitute", "Complement", "Irrelevant")
+
+
+class DataError(ValueError):
+    """Bad input data. The message names the file, the row or line, and the field."""
+
+    def __init__(self, source: str, where: str | int | None, field_name: str | None, problem: str):
+        self.source, self.where, self.field_name, self.problem = source, where, field_name, problem
+        parts = [str(source)]
+        if where is not None:
+            parts.append(f"row {where}" if isinstance(where, int) else str(where))
+        if field_name is not None:
+            parts.append(f"field '{field_name}'")
+        super().__init__(": ".join([", ".join(parts), problem]))
+
+
+@dataclass
+class Example:
+    """One judged (query, item) pair.
+
+    `item` maps field names (title, brand, color, category, ...) to text. `steps` holds the
+    gold text of each annotated reasoning step (a subset of STEPS, possibly empty); the
+    offline verifier checks exactly those. `facts` holds structured ground truth the
+    verifier may use (for example the item's brand and colour). `slices` names every slice
+    the example belongs to (e.g. "head", "tail", "type:negation").
+    """
+
+    id: str
+    query_id: str
+    query: str
+    item: dict[str, str]
+    label: str
+    query_type: str = "other"
+    steps: dict[str, str] = field(default_factory=dict)
+    facts: dict[str, str] = field(default_factory=dict)
+    slices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "query_id": self.query_id, "query": self.query, "item": self.item,
+            "label": self.label, "query_type": self.query_type, "steps": self.steps,
+            "facts": self.facts, "slices": self.slices,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Example":
+        return cls(**d)

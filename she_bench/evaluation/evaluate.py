@@ -1,0 +1,63 @@
+"""Evaluate a model on a benchmark split: generate, parse, verify, score.
+
+Predictions are appended to predictions.jsonl in chunks, so a killed evaluation resumes
+where it stopped; every example is kept, a malformed output is counted as a parse failure.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from she_bench.data.cards import Benchmark
+from she_bench.engines import build_engine
+from she_bench.evaluation.metrics import compute_metrics
+from she_bench.reasoning.parser import parse
+from she_bench.reasoning.template import render_prompt
+from she_bench.rewards.verifier import verify_steps
+from she_bench.runs import Run, read_jsonl, write_json
+
+CHUNK = 256
+
+
+def score_output(ex, text: str, labels: list[str]) -> dict:
+    """Parse and verify one model output (shared by evaluation and RL rewards)."""
+    parsed = parse(text, labels)
+    return {
+        "pred": parsed.label, "status": parsed.status, "format_valid": parsed.valid,
+        "judgment": parsed.judgment, "steps": parsed.steps,
+        "step_verdicts": verify_steps(ex, parsed, labels),
+    }
+
+
+def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, progress: bool = True) -> dict:
+    cfg = run.cfg
+    examples = benchmark.splits[cfg.eval.split]
+    if cfg.eval.limit is not None:
+        examples = examples[: cfg.eval.limit]
+    pred_path = run.path / "predictions.jsonl"
+    records = read_jsonl(pred_path)
+    done = {r["id"] for r in records}
+    # rewrite the file without a possibly truncated last line before appending
+    pred_path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    todo = [ex for ex in examples if ex.id not in done]
+    if todo:
+        engine = engine or build_engine(cfg.engine, model_path)
+        tokenizer = getattr(engine, "tokenizer", None)
+        for start in range(0, len(todo), CHUNK):
+            chunk = todo[start:start + CHUNK]
+            prompts = [render_prompt(ex, benchmark.labels, tokenizer) for ex in chunk]
+            gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                                   seed=cfg.seed, progress=progress)
+            for ex, gen in zip(chunk, gens):
+                rec = {"id": ex.id, "query_id": ex.query_id, "query": ex.query, "slices": ex.slices,
+                       "gold": ex.label, **score_output(ex, gen.text, benchmark.labels),
+                       "entropy": gen.entropy, "n_tokens": gen.n_tokens, "text": gen.text}
+                records.append(rec)
+                run.log(rec, "predictions.jsonl")
+    by_id = {r["id"]: r for r in records}
+    ordered = [by_id[ex.id] for ex in examples]
+    metrics = compute_metrics(ordered, labels=benchmark.labels, good_labels=benchmark.card.good_labels,
+                              slices=benchmark.card.slices, n_boot=cfg.eval.bootstrap, seed=cfg.seed)
+    metrics["split"] = cfg.eval.split
+    write_json(run.path / "metrics.json", metrics)
+    return metrics

