@@ -33,6 +33,94 @@ class EvalConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    """SFT on gold rationales; every training method starts from this checkpoint (cached by its hash)."""
+
+    epochs: float = 3.0
+    lr: float = 2e-3
+    """Toy models from scratch need a high rate; use ~2e-4 for pretrained models (with LoRA higher)."""
+    batch_size: int = 32
+    max_length: int = 320
+
+
+@dataclass
+class TrainConfig:
+    """Shared by every training method."""
+
+    lr: float = 2e-5
+    max_steps: int = 60
+    """Optimizer steps of the method after the warm start (the RL budget)."""
+    prompts_per_step: int = 8
+    """Prompts per optimizer step; RL methods sample rl.group_size completions for each."""
+    save_steps: int = 20
+    """Checkpoint every N steps; a killed run resumes from the last one."""
+    lora: bool = False
+    """Train a LoRA adapter (PEFT) instead of all weights."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target: str = "all-linear"
+    sft_epochs: float = 1.0
+    """SFT baseline: extra epochs of SFT on gold rationales from the warm start."""
+    dpo_beta: float = 0.1
+    dpo_samples: int = 4
+    """DPO: completions sampled per train prompt from the warm start to build preference pairs."""
+    dpo_max_pairs: int = 480
+    """DPO: pairs kept (one per prompt at most), so its budget is comparable to the RL runs."""
+
+
+@dataclass
+class RLConfig:
+    """GRPO and SRPO (TRL GRPOTrainer); defaults follow the sibling paper where it gives them."""
+
+    group_size: int = 8
+    max_completion_length: int = 80
+    temperature: float = 1.0
+    beta: float = 0.02
+    """KL coefficient against the warm start."""
+    epsilon: float = 0.2
+    """PPO-style clip range."""
+    loss_type: str = "dapo"
+    """TRL loss aggregation: grpo, bnpo, dr_grpo, dapo."""
+    scale_rewards: str = "group"
+    advantage_clip: float | None = 2.0
+    """Clamp advantages to +-this (GRPO and SRPO alike), None to disable."""
+    tail_weight: float = 1.0
+    """Sampling weight of tail training prompts relative to head ones."""
+    min_group_std: float = 0.0
+    """Online filter: a group whose outcome-reward std is <= this gets zero advantage (counted in the log)."""
+
+
+@dataclass
+class RewardConfig:
+    """Outcome and step rewards (SRPO's hybrid of the offline verifier and a generative stepwise RM)."""
+
+    ordinal_credit: float = 0.0
+    """Outcome reward for a label one grade off (0: exact label only)."""
+    grm: str = "oracle"
+    """Generative stepwise reward model: oracle, generative or judge."""
+    grm_error_rate: float = 0.1
+    """oracle GRM: probability of flipping each ground-truth verdict."""
+    grm_model: str | None = None
+    """judge GRM: the model that judges (a model name or folder); generative GRM: trained when None."""
+    grm_epochs: float = 2.0
+    grm_rollouts: int = 2
+    """generative GRM: sampled rollouts per train prompt that the verifier labels for its training."""
+    mixing: str = "verifier_first"
+    """verifier_first, weighted, verifier_only or grm_only."""
+    mix_weight: float = 0.5
+    """weighted mixing: weight of the verifier where both score a step."""
+    verifier_steps: list[str] | None = None
+    """Steps the verifier may score (None: every step the card annotates)."""
+    step_weight: float = 0.5
+    """lambda: weight of the step advantage added to the outcome advantage (0 reproduces GRPO)."""
+    critical_weight: float = 2.0
+    """w_crit: weight of critical steps (first wrong step of a wrong rollout, a right step where most erred)."""
+    scalar: bool = False
+    """Ablation: give the mean step score as one sequence-level reward instead of per-step advantages."""
+
+
+@dataclass
 class Config:
     method: str = "eval"
     """What to run: eval, or a training method registered in she_bench.methods."""
@@ -47,6 +135,10 @@ class Config:
     """Generation engine for evaluation: transformers or vllm."""
     output_dir: str = "runs"
     eval: EvalConfig = field(default_factory=EvalConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

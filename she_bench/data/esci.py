@@ -102,7 +102,7 @@ def _read_judgments(path: Path) -> list[tuple[str, str, list[tuple[str, str, str
         qwhere = f"judgmentRatings[{i}]"
         if not isinstance(q, dict):
             raise DataError(str(path), qwhere, None, f"expected an object, got {type(q).__name__}")
-        query = text(path, qwhere, "query", q.get("query"), required=True)
+        query = text(path, qwhere, "query", q.get("query"), required=True, empty="empty query")
         if not isinstance(q.get("ratings"), list):
             raise DataError(str(path), qwhere, "ratings", "missing or not a list")
         ratings = []
@@ -170,8 +170,9 @@ PRODUCT_COLS = ["product_id", "product_title", "product_description", "product_b
                 "product_brand", "product_color", "product_locale"]
 
 
-def _parquet_rows(path: Path, required: list[str], optional: list[str], locale: str, version: str | None) -> list[dict]:
-    """Rows of `path` for one locale (and version flag), read column-wise with pyarrow."""
+def _parquet_rows(path: Path, required: list[str], optional: list[str], locale: str, version: str | None,
+                  product_ids: set[str] | None = None) -> list[dict]:
+    """Rows of `path` for one locale (version flag, product ids), filtered column-wise with pyarrow."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -189,6 +190,8 @@ def _parquet_rows(path: Path, required: list[str], optional: list[str], locale: 
     mask = pc.equal(table["product_locale"], locale)
     for flag in flags:
         mask = pc.and_(mask, pc.equal(table[flag], 1))
+    if product_ids is not None:
+        mask = pc.and_(mask, pc.is_in(table["product_id"], value_set=pa.array(sorted(product_ids), pa.string())))
     return table.filter(mask).to_pylist()
 
 
@@ -205,7 +208,8 @@ def load_esci_parquet(card: Card, data_dir: Path | None) -> dict[str, list[Examp
     sources = read_sources(spath) if spath.is_file() else {}
 
     rows = _parquet_rows(epath, EXAMPLE_COLS, ["split", "example_id"], locale, version)
-    products = {p["product_id"]: p for p in _parquet_rows(ppath, PRODUCT_COLS, [], locale, None)}
+    wanted = {r["product_id"] for r in rows if isinstance(r["product_id"], str)}
+    products = {p["product_id"]: p for p in _parquet_rows(ppath, PRODUCT_COLS, [], locale, None, wanted)}
 
     def ptext(p: dict, name: str) -> str:
         return text(ppath, f"table row {p['_row']}", name, p.get(name))
@@ -214,7 +218,7 @@ def load_esci_parquet(card: Card, data_dir: Path | None) -> dict[str, list[Examp
     split_of: dict[str, str] = {}
     for r in rows:
         where = f"table row {r['_row']}"
-        query = text(epath, where, "query", r["query"], required=True)
+        query = text(epath, where, "query", r["query"], required=True, empty="empty query")
         code = r["esci_label"]
         if code not in CODE_LABELS:
             raise DataError(str(epath), where, "esci_label", f"unknown label {code!r} (known: E, S, C, I)")

@@ -44,7 +44,7 @@ def check_columns(source: Path | str, have: list[str], required: list[str]) -> N
 def read_csv(path: Path, required: list[str], delimiter: str = ",") -> Iterator[tuple[str, dict]]:
     """Yield ("data row N", row) for each data row, after checking the header."""
     need_file(path)
-    with path.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         check_columns(path, list(reader.fieldnames or []), required)
         for n, row in enumerate(reader, 1):
@@ -90,7 +90,7 @@ def read_records(path: Path, required: list[str]) -> Iterator[tuple[str, dict]]:
 
 # ---------------------------------------------------------------- field helpers
 
-def text(source: Path | str, where: str, name: str, value: Any, required: bool = False) -> str:
+def text(source: Path | str, where: str, name: str, value: Any, required: bool = False, empty: str = "empty value") -> str:
     """A text field: strings pass, None/"" are empty; numbers and other types are an error."""
     if value is None:
         value = ""
@@ -98,7 +98,7 @@ def text(source: Path | str, where: str, name: str, value: Any, required: bool =
         raise DataError(str(source), where, name, f"expected text, got {type(value).__name__} {value!r}")
     value = value.strip()
     if required and not value:
-        raise DataError(str(source), where, name, "empty value" if name != "query" else "empty query")
+        raise DataError(str(source), where, name, empty)
     return value
 
 
@@ -193,7 +193,7 @@ def load_files(card: Card, data_dir: Path | None) -> dict[str, list[Example]] | 
     examples: list[Example] = []
     split_of: dict[str, str] = {}
     for where, row in read_records(path, required):
-        query = text(path, where, fields["query"], col(row, where, fields["query"]), required=True)
+        query = text(path, where, fields["query"], col(row, where, fields["query"]), required=True, empty="empty query")
         raw_label = col(row, where, fields["label"])
         if isinstance(raw_label, (int, float)) and not isinstance(raw_label, bool):
             raw_label = str(raw_label)

@@ -386,8 +386,18 @@ def generate(seed: int = 0, n_train: int = 3000, n_dev: int = 300, n_test_head: 
 
     w.fill(n_unseen, unseen)
     w.fill(n_test_tail - n_unseen, lambda: draw(rng, lambda q: world.is_tail(q) and not world.is_heldout(q)))
-    out["test"] = w.examples
+    out["test"] = _interleave_queries(w.examples, rng)
     return out
+
+
+def _interleave_queries(examples: list[Example], rng: random.Random) -> list[Example]:
+    """Shuffle whole queries, so that the first N test examples (`--limit N`) mix head and tail."""
+    groups: dict[str, list[Example]] = {}
+    for ex in examples:
+        groups.setdefault(ex.query_id, []).append(ex)
+    order = list(groups)
+    rng.shuffle(order)
+    return [ex for q in order for ex in groups[q]]
 
 
 @LOADERS.register("toyshop")

@@ -29,7 +29,7 @@ def load_wands(card: Card, data_dir: Path | None) -> list[Example]:
     queries: dict[str, tuple[str, str]] = {}
     for where, row in read_csv(qpath, ["query_id", "query", "query_class"], delim):
         qid = _int_id(qpath, where, "query_id", row["query_id"])
-        queries[qid] = (text(qpath, where, "query", row["query"], required=True), text(qpath, where, "query_class", row["query_class"]))
+        queries[qid] = (text(qpath, where, "query", row["query"], required=True, empty="empty query"), text(qpath, where, "query_class", row["query_class"]))
 
     products: dict[str, dict[str, str]] = {}
     rows = read_csv(ppath, ["product_id", "product_name", "product_class", "product_description", "product_features"], delim)
