@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split")
     ev.add_argument("--limit", type=int)
 
+    run = sub.add_parser("run", help="train with a method from the shared warm start, then evaluate")
+    run.add_argument("--method", default="srpo", help="a recipe name under baselines/ (sft, dpo, grpo, srpo, ...) or a YAML path")
+    _common(run)
+
     data = sub.add_parser("data", help="inspect benchmarks")
     dsub = data.add_subparsers(dest="data_command", required=True)
     desc = dsub.add_parser("describe", help="print a data card: counts per split, label and slice")
@@ -42,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args, method: str):
+def config_from_args(args, method: str, recipe: str | None = None):
     from she_bench.config import make_config, parse_overrides
 
     overrides = parse_overrides(args.overrides)
@@ -53,8 +57,9 @@ def config_from_args(args, method: str):
         overrides.setdefault("eval", {})["split"] = args.split
     if getattr(args, "limit", None) is not None:
         overrides.setdefault("eval", {})["limit"] = args.limit
-    overrides["method"] = method
-    return make_config(None, overrides)
+    if recipe is None:
+        overrides["method"] = method
+    return make_config(recipe, overrides)
 
 
 def toy_corpus(bench) -> list[str]:
@@ -88,6 +93,41 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from she_bench.data.cards import load_benchmark
+    from she_bench.evaluation.evaluate import evaluate
+    from she_bench.methods import get_method
+    from she_bench.methods.common import Context
+    from she_bench.methods.sft import warm_start
+    from she_bench.models import model_hash, resolve_model
+    from she_bench.runs import Run
+
+    cfg = config_from_args(args, args.method, recipe=args.method)
+    train = get_method(cfg.method)
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
+    run = Run(cfg, bench.name)
+    if run.is_done():
+        print(f"already done: {run.path}")
+        _print_summary(run.path, json.loads((run.path / "metrics.json").read_text()))
+        return 0
+    base = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+    run.start(data_hash=bench.data_hash(), base_model=str(base), base_model_hash=model_hash(base),
+              engine=cfg.engine, device=_device())
+    ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
+    t0 = time.time()
+    init = warm_start(ctx)
+    run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
+    t1 = time.time()
+    final = train(ctx, init)
+    run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=round(time.time() - t1, 1))
+    t2 = time.time()
+    metrics = evaluate(run, bench, final)
+    run.update(eval_seconds=round(time.time() - t2, 1), total_seconds=round(time.time() - t0, 1))
+    run.finish()
+    _print_summary(run.path, metrics)
+    return 0
+
+
 def _device() -> str:
     import torch
 
@@ -116,7 +156,7 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "data": cmd_data}
+COMMANDS = {"eval": cmd_eval, "run": cmd_run, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,8 @@ class WarmStartConfig:
 class TrainConfig:
     """Shared by every training method."""
 
-    lr: float = 2e-5
+    lr: float = 5e-5
+    """Learning rate of the method after the warm start (RL, DPO)."""
     max_steps: int = 60
     """Optimizer steps of the method after the warm start (the RL budget)."""
     prompts_per_step: int = 8

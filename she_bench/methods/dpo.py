@@ -1,0 +1,84 @@
+"""DPO (TRL DPOTrainer) on preference pairs built from the warm start's own samples.
+
+Pair construction: for train prompts in a seeded order, sample `train.dpo_samples` completions
+from the warm start at the RL temperature. Chosen: a format-valid sample with the gold label,
+preferring one whose verified steps are all right; when no sample is right, the gold
+rationale. Rejected: a sample with a wrong label or one that does not parse. Prompts without
+a rejected sample give no pair. At most `train.dpo_max_pairs` pairs are kept; the pairs are
+written to the run directory (dpo_pairs.jsonl).
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from she_bench.engines import build_engine
+from she_bench.evaluation.evaluate import score_output
+from she_bench.methods import METHODS
+from she_bench.methods.common import Context, JsonlLog, lora_config, train_and_save, trainer_args
+from she_bench.models import load_model, load_tokenizer
+from she_bench.reasoning.template import gold_rationale, render_prompt
+
+
+def build_pairs(ctx: Context, init: Path) -> list[dict]:
+    cfg = ctx.cfg
+    path = ctx.run.path / "dpo_pairs.jsonl"
+    if path.exists():
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    engine = build_engine("transformers", init)
+    labels = ctx.bench.labels
+    examples = list(ctx.train_examples)
+    random.Random(cfg.seed).shuffle(examples)
+    pairs: list[dict] = []
+    chunk = 64
+    for start in range(0, len(examples), chunk):
+        batch = examples[start:start + chunk]
+        prompts = [render_prompt(ex, labels, engine.tokenizer) for ex in batch]
+        gens = engine.generate([p for p in prompts for _ in range(cfg.train.dpo_samples)],
+                               max_new_tokens=cfg.rl.max_completion_length, batch_size=cfg.eval.batch_size,
+                               temperature=cfg.rl.temperature, seed=cfg.seed + start, progress=False)
+        for i, ex in enumerate(batch):
+            samples = gens[i * cfg.train.dpo_samples:(i + 1) * cfg.train.dpo_samples]
+            scored = [(g.text, score_output(ex, g.text, labels)) for g in samples]
+            right = [(t, s) for t, s in scored if s["format_valid"] and s["pred"] == ex.label]
+            wrong = [t for t, s in scored if s["pred"] != ex.label]
+            if not wrong:
+                continue
+            right.sort(key=lambda ts: -sum(v is True for v in ts[1]["step_verdicts"].values()))
+            chosen = right[0][0] if right else gold_rationale(ex)
+            pairs.append({"prompt": prompts[i], "chosen": chosen, "rejected": wrong[0], "example_id": ex.id,
+                          "chosen_is_gold": not right})
+            if len(pairs) >= cfg.train.dpo_max_pairs:
+                break
+        if len(pairs) >= cfg.train.dpo_max_pairs:
+            break
+    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    return pairs
+
+
+@METHODS.register("dpo")
+def train(ctx: Context, init: Path) -> Path:
+    final = ctx.checkpoints / "final"
+    if (final / "config.json").exists():
+        return final
+    cfg = ctx.cfg
+    pairs = build_pairs(ctx, init)
+    if not pairs:
+        raise RuntimeError("DPO found no preference pair: every warm-start sample had the gold label")
+    ctx.run.update(dpo_pairs=len(pairs), dpo_pairs_with_gold_chosen=sum(p["chosen_is_gold"] for p in pairs))
+    tokenizer = load_tokenizer(init)
+    tokenizer.padding_side = "right"
+    args = trainer_args(DPOConfig, cfg, ctx.checkpoints, max_steps=cfg.train.max_steps, learning_rate=cfg.train.lr,
+                        per_device_train_batch_size=cfg.train.prompts_per_step, beta=cfg.train.dpo_beta,
+                        max_length=cfg.warm_start.max_length, lr_scheduler_type="constant")
+    data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    peft = lora_config(cfg)
+    # trl 1.16 cannot rebuild a reference from a model made in memory: hand it its own copy
+    ref = None if peft else load_model(init)
+    trainer = DPOTrainer(model=load_model(init), ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer,
+                         peft_config=peft, callbacks=[JsonlLog(ctx)])
+    return train_and_save(trainer, ctx.checkpoints, final)

@@ -1,0 +1,57 @@
+"""SFT on gold rationales (TRL SFTTrainer): the shared warm start and the SFT baseline.
+
+The warm start is cached under the she-bench cache by the hash of everything that decides it
+(base model, training data, warm-start config, LoRA settings, seed), so every method of a
+benchmark and seed starts from the very same checkpoint. The SFT baseline continues SFT from
+the warm start for `train.sft_epochs` more epochs at the warm-start rate.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from datasets import Dataset
+from trl import SFTConfig, SFTTrainer
+
+from she_bench.methods import METHODS
+from she_bench.methods.common import Context, JsonlLog, config_hash, lora_config, train_and_save, trainer_args
+from she_bench.models import cache_dir, load_model, load_tokenizer, model_hash
+from she_bench.reasoning.template import gold_rationale, render_prompt
+
+
+def sft_dataset(examples, labels, tokenizer) -> Dataset:
+    return Dataset.from_list([{"prompt": render_prompt(ex, labels, tokenizer), "completion": gold_rationale(ex)}
+                              for ex in examples])
+
+
+def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows: list[dict] | None = None) -> Path:
+    """SFT from `init` on prompt/completion rows (default: the gold rationales of the train split)."""
+    cfg = ctx.cfg
+    final = out_dir / "final"
+    if (final / "config.json").exists():
+        return final
+    tokenizer = load_tokenizer(init)
+    tokenizer.padding_side = "right"
+    args = trainer_args(SFTConfig, cfg, out_dir, num_train_epochs=epochs, learning_rate=lr,
+                        per_device_train_batch_size=cfg.warm_start.batch_size, max_length=cfg.warm_start.max_length,
+                        lr_scheduler_type="cosine", warmup_steps=10, completion_only_loss=True)
+    data = Dataset.from_list(rows) if rows is not None else sft_dataset(ctx.train_examples, ctx.bench.labels, tokenizer)
+    trainer = SFTTrainer(model=load_model(init), args=args, train_dataset=data,
+                         processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[JsonlLog(ctx)])
+    return train_and_save(trainer, out_dir, final)
+
+
+def warm_start(ctx: Context) -> Path:
+    cfg = ctx.cfg
+    key = config_hash(model_hash(ctx.base_model), ctx.bench.data_hash(), cfg.warm_start, cfg.seed,
+                      cfg.train.lora and [cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_target])
+    out_dir = cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}"
+    stage, ctx.stage = ctx.stage, "warm_start"
+    try:
+        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)
+    finally:
+        ctx.stage = stage
+
+
+@METHODS.register("sft")
+def train(ctx: Context, init: Path) -> Path:
+    return run_sft(ctx, init, ctx.checkpoints, ctx.cfg.train.sft_epochs, ctx.cfg.warm_start.lr)

@@ -1,0 +1,87 @@
+"""SRPO: GRPO whose advantage is a (batch x tokens) tensor built from step rewards.
+
+Step rewards come from the hybrid of the offline verifier (annotated steps) and a generative
+stepwise reward model (the rest), mixed as `reward.mixing` says. Everything else (sampling,
+loss, KL, clipping, aggregation) is GRPO's: only `shape_advantages` differs, so with
+`reward.step_weight=0` SRPO reproduces GRPO's loss exactly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from she_bench.data.schema import STEPS
+from she_bench.methods import METHODS
+from she_bench.methods.common import Context, train_and_save
+from she_bench.methods.grpo import SheGRPOTrainer, build_trainer
+from she_bench.rewards.grm import GRMS, hybrid_step_rewards
+from she_bench.rewards.step_advantages import step_terms, token_advantages, token_step_index
+from she_bench.rewards.verifier import verify_steps
+
+
+def verifier_verdicts(examples, parsed, labels, allowed: list[str] | None):
+    out = []
+    for ex, p in zip(examples, parsed):
+        v = verify_steps(ex, p, labels)
+        out.append({s: (v[s] if allowed is None or s in allowed else None) for s in STEPS})
+    return out
+
+
+class SRPOTrainer(SheGRPOTrainer):
+    def __init__(self, *args, grm=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grm = grm
+
+    def step_rewards(self) -> torch.Tensor:
+        """(B_local, K) hybrid step rewards for the last batch, NaN where no source scores a step."""
+        cfg, o = self.ctx.cfg.reward, self.outcome
+        needs_grm = cfg.mixing != "verifier_only"
+        grm = self.grm.score(o.last_examples, o.last_parsed) if needs_grm else [{} for _ in o.last_parsed]
+        ver = verifier_verdicts(o.last_examples, o.last_parsed, o.labels, cfg.verifier_steps)
+        mixed = hybrid_step_rewards(ver, grm, cfg.mixing, cfg.mix_weight)
+        return torch.tensor([[float("nan") if r[s] is None else r[s] for s in STEPS] for r in mixed])
+
+    def shape_advantages(self, out) -> torch.Tensor:
+        cfg = self.ctx.cfg.reward
+        device = self.accelerator.device
+        local = self.step_rewards().to(device)
+        correct = torch.tensor([r >= 1.0 for r in self._last_rewards()], device=device)
+        # group statistics need whole groups, which may span processes
+        everyone, everyone_correct = self.accelerator.gather(local), self.accelerator.gather(correct)
+        per_step, per_seq = step_terms(everyone, everyone_correct, self.num_generations, cfg.step_weight,
+                                       cfg.critical_weight, cfg.scalar)
+        sl = self._local_slice(len(local))
+        completion_ids = out["completion_ids"]
+        ids = [row[mask.bool()].tolist() for row, mask in zip(completion_ids, out["completion_mask"])]
+        token_steps = token_step_index(self.processing_class, ids, [p.step_spans for p in self.outcome.last_parsed],
+                                       STEPS, completion_ids.shape[1])
+        for k, step in enumerate(STEPS):
+            col = local[:, k]
+            if (~torch.isnan(col)).any():
+                self._log(f"step_reward/{step}", float(torch.nanmean(col)))
+        return token_advantages(out["advantages"], per_step[sl], per_seq[sl], token_steps.to(device), clip=None)
+
+
+def build_grm(ctx: Context, init: Path):
+    cfg = ctx.cfg.reward
+    kind = GRMS.get(cfg.grm)
+    if cfg.grm == "oracle":
+        return kind(labels=ctx.bench.labels, error_rate=cfg.grm_error_rate, seed=ctx.cfg.seed)
+    if cfg.grm == "generative":
+        from she_bench.rewards.train_grm import train_generative_grm
+
+        path = Path(cfg.grm_model) if cfg.grm_model else train_generative_grm(ctx, init)
+        return kind(model_path=path)
+    from she_bench.models import resolve_model
+
+    return kind(model_path=resolve_model(cfg.grm_model or str(init)))
+
+
+@METHODS.register("srpo")
+def train(ctx: Context, init: Path) -> Path:
+    final = ctx.checkpoints / "final"
+    if (final / "config.json").exists():
+        return final
+    grm = None if ctx.cfg.reward.mixing == "verifier_only" else build_grm(ctx, init)
+    return train_and_save(build_trainer(ctx, init, SRPOTrainer, grm=grm), ctx.checkpoints, final)

@@ -1,0 +1,120 @@
+"""End-to-end runs of every method with a tiny budget, GRPO/SRPO loss equivalence, resume after a kill."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from she_bench.cli import main
+
+CARD = str(Path(__file__).parent / "fixtures" / "toyshop-tiny.yaml")
+TINY = ["warm_start.epochs=1", "warm_start.batch_size=16", "train.max_steps=2", "train.prompts_per_step=2",
+        "train.save_steps=1", "train.dpo_samples=2", "train.dpo_max_pairs=8", "rl.group_size=4",
+        "rl.max_completion_length=24", "eval.max_new_tokens=24", "eval.batch_size=16", "eval.bootstrap=20"]
+
+
+def run_dir(out: Path, method: str) -> Path:
+    (path,) = (out / "toyshop-tiny").glob(f"{method}-*")
+    return path
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo", "grpo", "srpo"])
+def test_method_runs_end_to_end(tmp_path, method):
+    assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
+    path = run_dir(tmp_path, method)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["method"] == method
+    # (an RL run whose groups all score alike gets no gradient, so the weights may equal the warm start's)
+    assert manifest["warm_start_hash"] and manifest["final_model_hash"]
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == 16
+    log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
+    main_steps = [r for r in log if r["stage"] == "main"]
+    assert main_steps and all("loss" in r and "seconds_per_step" in r for r in main_steps)
+    if method in ("grpo", "srpo"):
+        assert all(k in main_steps[0] for k in ("reward_mean", "reward_std", "zero_std_groups", "entropy", "kl",
+                                                "clip_ratio", "completion_length", "parse_failure_rate"))
+    if method == "srpo":
+        assert any(k.startswith("step_reward/") for k in main_steps[0])
+    # a finished run is not redone
+    assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
+    assert json.loads((path / "manifest.json").read_text())["attempts"] == 1
+
+
+def _context(tmp_path, overrides):
+    from she_bench.cli import toy_corpus
+    from she_bench.config import make_config, parse_overrides
+    from she_bench.data.cards import load_benchmark
+    from she_bench.methods.common import Context
+    from she_bench.methods.sft import warm_start
+    from she_bench.models import resolve_model
+    from she_bench.runs import Run
+
+    cfg = make_config("srpo", {**parse_overrides(TINY + overrides), "benchmark": CARD, "output_dir": str(tmp_path)})
+    bench = load_benchmark(CARD)
+    run = Run(cfg, bench.name)
+    run.path.mkdir(parents=True)
+    ctx = Context(cfg=cfg, bench=bench, run=run, base_model=resolve_model(cfg.model, toy_corpus(bench), cfg.seed))
+    return ctx, warm_start(ctx)
+
+
+@pytest.mark.parametrize("mixing", ["verifier_first", "grm_only"])
+def test_srpo_with_zero_step_weight_reproduces_grpo_loss(tmp_path, mixing):
+    from she_bench.methods.grpo import SheGRPOTrainer
+    from she_bench.methods.srpo import SRPOTrainer, build_grm, build_trainer
+    from trl import GRPOTrainer
+
+    ctx, init = _context(tmp_path, ["reward.step_weight=0.0", "rl.temperature=1.5", f"reward.mixing={mixing}"])
+    trainer = build_trainer(ctx, init, SRPOTrainer, grm=build_grm(ctx, init))
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); here we call the loss directly
+    batch = [trainer.train_dataset[i] for i in range(2) for _ in range(4)]
+    torch.manual_seed(0)
+    out = GRPOTrainer._generate_and_score_completions(trainer, batch)  # TRL's own batch: outcome advantages
+    # a tiny model rarely earns reward; give the batch non-zero outcome advantages so the check has teeth
+    out["advantages"] = torch.randn(len(batch)) * 1.5
+    grpo_adv = SheGRPOTrainer.shape_advantages(trainer, out).clamp(-2, 2)
+    srpo_adv = SRPOTrainer.shape_advantages(trainer, out).clamp(-2, 2)
+    assert srpo_adv.shape == out["completion_ids"].shape and grpo_adv.shape[1] == 1
+    loss_grpo = trainer._compute_loss(trainer.model, {**out, "advantages": grpo_adv})
+    loss_srpo = trainer._compute_loss(trainer.model, {**out, "advantages": srpo_adv})
+    assert torch.allclose(loss_grpo, loss_srpo, atol=1e-7, rtol=1e-6)
+    # and the step weight does change the loss once step rewards differ within a group
+    ctx.cfg.reward.step_weight = 1.0
+    stepwise = SRPOTrainer.shape_advantages(trainer, out).clamp(-2, 2)
+    if not torch.allclose(stepwise, srpo_adv):
+        assert not torch.allclose(trainer._compute_loss(trainer.model, {**out, "advantages": stepwise}), loss_grpo)
+
+
+def test_killed_run_resumes_from_last_checkpoint(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "she_bench.cli", "run", "--method", "grpo", "--benchmark", CARD,
+           "--output-dir", str(tmp_path), *TINY, "train.max_steps=6"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            if list(tmp_path.glob("toyshop-tiny/grpo-*/checkpoints/checkpoint-2/trainer_state.json")):
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no checkpoint appeared")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    path = run_dir(tmp_path, "grpo")
+    assert not (path / "metrics.json").exists()
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["attempts"] == 2
+    steps = [json.loads(line)["step"] for line in (path / "train_log.jsonl").read_text().splitlines()
+             if json.loads(line)["stage"] == "main"]
+    # the second attempt continued from a checkpoint instead of starting again at step 1
+    assert steps.count(1) == 1, f"training restarted from scratch: {steps}"
+    assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
