@@ -95,12 +95,13 @@ def cmd_eval(args) -> int:
 
 def cmd_run(args) -> int:
     from she_bench.data.cards import load_benchmark
+    from she_bench.evaluation.entropy import training_entropy
     from she_bench.evaluation.evaluate import evaluate
     from she_bench.methods import get_method
     from she_bench.methods.common import Context
     from she_bench.methods.sft import warm_start
     from she_bench.models import model_hash, resolve_model
-    from she_bench.runs import Run
+    from she_bench.runs import Run, read_jsonl, write_json
 
     cfg = config_from_args(args, args.method, recipe=args.method)
     train = get_method(cfg.method)
@@ -122,6 +123,8 @@ def cmd_run(args) -> int:
     run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=round(time.time() - t1, 1))
     t2 = time.time()
     metrics = evaluate(run, bench, final)
+    metrics["training_entropy"] = training_entropy(read_jsonl(run.path / "train_log.jsonl"))
+    write_json(run.path / "metrics.json", metrics)
     run.update(eval_seconds=round(time.time() - t2, 1), total_seconds=round(time.time() - t0, 1))
     run.finish()
     _print_summary(run.path, metrics)

@@ -122,7 +122,42 @@ class RewardConfig:
 
 
 @dataclass
+class FilterConfig:
+    """Diversified data filtering before RL, from N rollouts of the warm start per prompt."""
+
+    enabled: bool = False
+    rollouts: int = 4
+    """Rollouts per prompt to estimate its pass rate and its distinct reasoning paths."""
+    max_prompts: int = 1200
+    """Prompts scored (a seeded sample of the train split) before filtering."""
+    pass_band: list[float] = field(default_factory=lambda: [0.01, 0.9])
+    """Keep prompts whose pass rate lies in [low, high]: drops the always-right and always-wrong ones."""
+    stratum: str = "label"
+    """What keeps the kept set diverse: label, category or query_type."""
+    stratum_cap: float = 0.4
+    """No stratum may exceed this share of the kept set."""
+    prefer_diverse: bool = True
+    """Within a stratum, keep prompts with more distinct step-verdict patterns first."""
+
+
+@dataclass
+class StageConfig:
+    """One curriculum stage: a method on a subset of the (filtered) prompts."""
+
+    name: str = "rl"
+    method: str = "srpo"
+    share: float = 1.0
+    """Share of train.max_steps this stage gets."""
+    slices: list[str] | None = None
+    """Keep prompts in any of these slices (e.g. [head]); None: all."""
+    pass_band: list[float] | None = None
+    """Keep prompts whose estimated pass rate is in [low, high] (needs the filter's rollouts)."""
+
+
+@dataclass
 class Config:
+    name: str = ""
+    """Row label in reports and run-directory prefix; defaults to the recipe's name (or the method)."""
     method: str = "eval"
     """What to run: eval, or a training method registered in she_bench.methods."""
     benchmark: str = "toyshop"
@@ -140,6 +175,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    curriculum: list[StageConfig] = field(default_factory=list)
+    """Stages run in order, each from the previous one's checkpoint; empty: one stage of `method`."""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -258,7 +296,10 @@ def parse_overrides(items: list[str]) -> dict:
 def make_config(recipe: str | None = None, overrides: dict | None = None) -> Config:
     data = read_recipe(recipe) if recipe else {}
     data = _merge(data, overrides or {})
-    return _build(Config, data, recipe or "config")
+    cfg = _build(Config, data, recipe or "config")
+    if not cfg.name:
+        cfg.name = find_recipe(recipe).stem if recipe else cfg.method
+    return cfg
 
 
 def load_config_file(path: Path) -> Config:

@@ -164,10 +164,10 @@ def load_model(path: Path, dtype: torch.dtype = torch.float32):
 
 
 def model_hash(path: Path) -> str:
-    """sha256 over a model folder's weight and tokenizer files (recorded in run manifests)."""
+    """sha256 over a model folder's weight and tokenizer files, chat template included (recorded in run manifests)."""
     h = hashlib.sha256()
     for f in sorted(Path(path).iterdir()):
-        if f.is_file() and f.suffix in (".safetensors", ".json", ".txt", ".model"):
+        if f.is_file() and f.suffix in (".safetensors", ".json", ".txt", ".model", ".jinja"):
             h.update(f.name.encode())
             with open(f, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):

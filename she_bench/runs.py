@@ -1,6 +1,6 @@
 """Run directories: resolved config, provenance manifest, JSON-lines logs, resume markers.
 
-    runs/<benchmark>/<method>-<model>-s<seed>-<config hash>/
+    runs/<benchmark>/<recipe name>-<model>-s<seed>-<config hash>/
         config.yaml        the resolved config
         manifest.json      versions, commit, seeds, data and model hashes, engine, device, status
         train_log.jsonl    one line per training step (training methods)
@@ -70,7 +70,7 @@ class Run:
     def __init__(self, cfg: Config, benchmark_name: str):
         self.cfg = cfg
         model = Path(cfg.model).name if "/" in cfg.model else cfg.model
-        self.path = Path(cfg.output_dir) / benchmark_name / f"{cfg.method}-{model}-s{cfg.seed}-{cfg.hash()}"
+        self.path = Path(cfg.output_dir) / benchmark_name / f"{cfg.name or cfg.method}-{model}-s{cfg.seed}-{cfg.hash()}"
 
     @property
     def manifest_path(self) -> Path:
@@ -87,7 +87,7 @@ class Run:
         (self.path / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         old = self.manifest()
         manifest = {
-            "config_hash": self.cfg.hash(), "method": self.cfg.method, "seed": self.cfg.seed,
+            "config_hash": self.cfg.hash(), "name": self.cfg.name, "method": self.cfg.method, "seed": self.cfg.seed,
             "versions": versions(), "git": git_commit(), "command": sys.argv,
             "host": platform.node(), "platform": platform.platform(),
             "started": old.get("started", time.strftime("%Y-%m-%dT%H:%M:%S%z")),

@@ -118,3 +118,43 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
     # the second attempt continued from a checkpoint instead of starting again at step 1
     assert steps.count(1) == 1, f"training restarted from scratch: {steps}"
     assert sorted(set(steps)) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("extra", [
+    ["train.lora=true", "train.lora_r=4", "reward.grm=generative", "reward.grm_rollouts=1", "reward.grm_epochs=1"],
+    ["reward.grm=judge", "reward.mixing=weighted"],
+])
+def test_srpo_variants_run(tmp_path, extra):
+    assert main(["run", "--method", "srpo", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, *extra]) == 0
+    path = run_dir(tmp_path, "srpo")
+    log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
+    assert any(k.startswith("step_reward/") for r in log if r["stage"] == "main" for k in r)
+    if "reward.grm=generative" in extra:
+        assert any(r["stage"] == "grm" for r in log)  # the GRM was trained in this run
+
+
+ABLATIONS = sorted(p.stem for p in (Path(__file__).parents[1] / "baselines" / "ablations").glob("*.yaml"))
+SHE_TINY = ["filter.max_prompts=16", "filter.rollouts=2", "filter.pass_band=[0.0,1.0]", "filter.stratum_cap=0.25",
+            "train.max_steps=2"]
+
+
+@pytest.mark.parametrize("recipe", ["she", *ABLATIONS])
+def test_she_and_every_ablation_run(tmp_path, recipe):
+    assert main(["run", "--method", recipe, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, *SHE_TINY]) == 0
+    (path,) = (tmp_path / "toyshop-tiny").glob(f"{recipe}-*")
+    log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["training_entropy"]["steps"] >= 1 and "collapsed" in metrics["training_entropy"]
+    starts = [r for r in log if r.get("event") == "stage_start"]
+    if recipe == "she-no-curriculum":
+        assert [r["stage"] for r in starts] == ["1:rl"]
+    else:
+        assert [r["stage"] for r in starts] == ["1:head", "2:tail"]
+        assert {r["stage"] for r in log if "loss" in r} >= {"1:head", "2:tail"}  # the boundary shows in the log
+    if recipe == "she-no-filter":
+        assert not (path / "filter_report.json").exists()
+    else:
+        report = json.loads((path / "filter_report.json").read_text())
+        assert report["scored"] == 16 and sum(report["by_reason"].values()) == 16
+        assert sum(n for counts in report["by_stratum"].values() for n in counts.values()) == 16
+        assert report["by_reason"].get("dropped: stratum cap", 0) > 0  # 4 labels, cap 25%: unless all are equal, one is capped

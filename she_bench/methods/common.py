@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,15 +33,17 @@ class Context:
     base_model: Path
     """The untrained or pretrained model folder the warm start begins from."""
     stage: str = "main"
-    extra_log: dict = field(default_factory=dict)
+    examples: list[Example] | None = None
+    """The train prompts this method sees (None: the whole train split); set by filtering and curricula."""
+    checkpoint_dir: Path | None = None
 
     @property
     def train_examples(self) -> list[Example]:
-        return self.bench.splits["train"]
+        return self.examples if self.examples is not None else self.bench.splits["train"]
 
     @property
     def checkpoints(self) -> Path:
-        return self.run.path / "checkpoints"
+        return self.checkpoint_dir or self.run.path / "checkpoints"
 
 
 def device_kwargs() -> dict:

@@ -1,6 +1,6 @@
 """DPO (TRL DPOTrainer) on preference pairs built from the warm start's own samples.
 
-Pair construction: for train prompts in a seeded order, sample `train.dpo_samples` completions
+Pair construction: for 2 x `train.dpo_max_pairs` train prompts in a seeded order, sample `train.dpo_samples` completions
 from the warm start at the RL temperature. Chosen: a format-valid sample with the gold label,
 preferring one whose verified steps are all right; when no sample is right, the gold
 rationale. Rejected: a sample with a wrong label or one that does not parse. Prompts without
@@ -16,10 +16,9 @@ from pathlib import Path
 from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
-from she_bench.engines import build_engine
-from she_bench.evaluation.evaluate import score_output
 from she_bench.methods import METHODS
 from she_bench.methods.common import Context, JsonlLog, lora_config, train_and_save, trainer_args
+from she_bench.methods.rollouts import sample_rollouts
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.template import gold_rationale, render_prompt
 
@@ -29,33 +28,22 @@ def build_pairs(ctx: Context, init: Path) -> list[dict]:
     path = ctx.run.path / "dpo_pairs.jsonl"
     if path.exists():
         return [json.loads(line) for line in path.read_text().splitlines()]
-    engine = build_engine("transformers", init)
-    labels = ctx.bench.labels
     examples = list(ctx.train_examples)
     random.Random(cfg.seed).shuffle(examples)
+    # about half the prompts yield a pair; sample twice as many prompts as pairs wanted
+    examples = examples[: 2 * cfg.train.dpo_max_pairs]
+    tokenizer = load_tokenizer(init)
     pairs: list[dict] = []
-    chunk = 64
-    for start in range(0, len(examples), chunk):
-        batch = examples[start:start + chunk]
-        prompts = [render_prompt(ex, labels, engine.tokenizer) for ex in batch]
-        gens = engine.generate([p for p in prompts for _ in range(cfg.train.dpo_samples)],
-                               max_new_tokens=cfg.rl.max_completion_length, batch_size=cfg.eval.batch_size,
-                               temperature=cfg.rl.temperature, seed=cfg.seed + start, progress=False)
-        for i, ex in enumerate(batch):
-            samples = gens[i * cfg.train.dpo_samples:(i + 1) * cfg.train.dpo_samples]
-            scored = [(g.text, score_output(ex, g.text, labels)) for g in samples]
-            right = [(t, s) for t, s in scored if s["format_valid"] and s["pred"] == ex.label]
-            wrong = [t for t, s in scored if s["pred"] != ex.label]
-            if not wrong:
-                continue
-            right.sort(key=lambda ts: -sum(v is True for v in ts[1]["step_verdicts"].values()))
-            chosen = right[0][0] if right else gold_rationale(ex)
-            pairs.append({"prompt": prompts[i], "chosen": chosen, "rejected": wrong[0], "example_id": ex.id,
-                          "chosen_is_gold": not right})
-            if len(pairs) >= cfg.train.dpo_max_pairs:
-                break
-        if len(pairs) >= cfg.train.dpo_max_pairs:
-            break
+    for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, cfg.train.dpo_samples, "dpo pairs")):
+        right = [s for s in samples if s["format_valid"] and s["pred"] == ex.label]
+        wrong = [s for s in samples if s["pred"] != ex.label]
+        if not wrong:
+            continue
+        right.sort(key=lambda s: -sum(v is True for v in s["step_verdicts"].values()))
+        pairs.append({"prompt": render_prompt(ex, ctx.bench.labels, tokenizer),
+                      "chosen": right[0]["text"] if right else gold_rationale(ex),
+                      "rejected": wrong[0]["text"], "example_id": ex.id, "chosen_is_gold": not right})
+    pairs = pairs[: cfg.train.dpo_max_pairs]
     path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
     return pairs
 

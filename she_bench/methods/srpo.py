@@ -69,7 +69,7 @@ def build_grm(ctx: Context, init: Path):
     if cfg.grm == "oracle":
         return kind(labels=ctx.bench.labels, error_rate=cfg.grm_error_rate, seed=ctx.cfg.seed)
     if cfg.grm == "generative":
-        from she_bench.rewards.train_grm import train_generative_grm
+        from she_bench.methods.train_grm import train_generative_grm
 
         path = Path(cfg.grm_model) if cfg.grm_model else train_generative_grm(ctx, init)
         return kind(model_path=path)

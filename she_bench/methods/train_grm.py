@@ -1,7 +1,8 @@
 """Training the generative GRM: SFT of the warm start to answer '+' or '-' for each step.
 
 Its data are the warm start's own rollouts on train prompts, each written step labelled by
-the offline verifier (so it learns only steps the benchmark annotates). The result is cached
+the offline verifier (so it learns only steps the benchmark annotates), plus the steps of
+each prompt's gold rationale as correct examples. The result is cached
 by the hash of the warm start and the GRM settings.
 """
 from __future__ import annotations
@@ -9,35 +10,30 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from she_bench.engines import build_engine
 from she_bench.methods.common import Context, config_hash
 from she_bench.methods.sft import run_sft
+from she_bench.methods.rollouts import sample_rollouts
 from she_bench.models import cache_dir, model_hash
 from she_bench.reasoning.parser import parse
-from she_bench.reasoning.template import render_prompt
+from she_bench.reasoning.template import gold_rationale
 from she_bench.rewards.grm import check_prompt
-from she_bench.rewards.verifier import verify_steps
 
 MAX_PROMPTS = 600
 
 
 def grm_rows(ctx: Context, init: Path) -> list[dict]:
-    cfg = ctx.cfg
     labels = ctx.bench.labels
     examples = list(ctx.train_examples)
-    random.Random(cfg.seed).shuffle(examples)
+    random.Random(ctx.cfg.seed).shuffle(examples)
     examples = examples[:MAX_PROMPTS]
-    engine = build_engine("transformers", init)
-    prompts = [render_prompt(ex, labels, engine.tokenizer) for ex in examples for _ in range(cfg.reward.grm_rollouts)]
-    gens = engine.generate(prompts, max_new_tokens=cfg.rl.max_completion_length, batch_size=cfg.eval.batch_size,
-                           temperature=cfg.rl.temperature, seed=cfg.seed)
     rows = []
-    for i, gen in enumerate(gens):
-        ex = examples[i // cfg.reward.grm_rollouts]
-        parsed = parse(gen.text, labels)
-        for step, verdict in verify_steps(ex, parsed, labels).items():
-            if verdict is not None and step in parsed.steps:
-                rows.append({"prompt": check_prompt(ex, parsed, step), "completion": " +" if verdict else " -"})
+    for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, ctx.cfg.reward.grm_rollouts, "grm data")):
+        gold = parse(gold_rationale(ex), labels)
+        rows += [{"prompt": check_prompt(ex, gold, step), "completion": " +"} for step in ex.steps if step in gold.steps]
+        for s in samples:
+            parsed = parse(s["text"], labels)
+            rows += [{"prompt": check_prompt(ex, parsed, step), "completion": " +" if verdict else " -"}
+                     for step, verdict in s["step_verdicts"].items() if verdict is not None and step in parsed.steps]
     return rows
 
 

@@ -1,0 +1,101 @@
+"""Diversified data filtering before RL.
+
+From `filter.rollouts` samples of the warm start per prompt: the prompt's pass rate (share of
+samples with the gold label) and its number of distinct reasoning paths (distinct patterns of
+step verdicts). Kept: prompts whose pass rate is inside `filter.pass_band`; then, so the kept
+set stays diverse, no stratum (gold label, category or query type) may exceed
+`filter.stratum_cap` of it, prompts with more distinct paths kept first. What was kept and
+dropped, and why, is written to filter_report.json and filter_decisions.jsonl.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from she_bench.methods.common import Context
+from she_bench.methods.rollouts import sample_rollouts
+from she_bench.runs import write_json
+
+
+def stratum_of(ex, key: str) -> str:
+    if key == "label":
+        return ex.label
+    if key == "query_type":
+        return ex.query_type
+    if key == "category":
+        return ex.facts.get("query_category") or ex.facts.get("category") or "unknown"
+    raise ValueError(f"unknown filter stratum '{key}' (label, category or query_type)")
+
+
+def estimate(ctx: Context, init: Path) -> list[dict]:
+    """Per scored prompt: id, pass rate and distinct step-verdict patterns (cached in the run)."""
+    path = ctx.run.path / "filter_rollouts.jsonl"
+    if path.exists():
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    f = ctx.cfg.filter
+    examples = list(ctx.train_examples)
+    random.Random(ctx.cfg.seed).shuffle(examples)
+    examples = examples[: f.max_prompts]
+    rows = []
+    for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, f.rollouts, "filter rollouts")):
+        patterns = {tuple(s["step_verdicts"].values()) for s in samples}
+        rows.append({"id": ex.id, "pass_rate": sum(s["pred"] == ex.label for s in samples) / len(samples),
+                     "paths": len(patterns)})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def select(ctx: Context, rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """Apply the band and the stratum cap; returns kept ids and a decision per prompt."""
+    f = ctx.cfg.filter
+    by_id = {ex.id: ex for ex in ctx.train_examples}
+    low, high = f.pass_band
+    decisions, in_band = [], defaultdict(list)
+    for r in rows:
+        ex = by_id[r["id"]]
+        d = {**r, "stratum": stratum_of(ex, f.stratum), "slice": "tail" if "tail" in ex.slices else "head"}
+        if r["pass_rate"] < low:
+            d["decision"] = "dropped: too hard"
+        elif r["pass_rate"] > high:
+            d["decision"] = "dropped: too easy"
+        else:
+            d["decision"] = "kept"
+            in_band[d["stratum"]].append(d)
+        decisions.append(d)
+    total = sum(len(v) for v in in_band.values())
+    cap = max(1, math.floor(f.stratum_cap * total))
+    rng = random.Random(ctx.cfg.seed)
+    for members in in_band.values():
+        rng.shuffle(members)
+        if f.prefer_diverse:
+            members.sort(key=lambda d: -d["paths"])  # stable: random order within equal diversity
+        for d in members[cap:]:
+            d["decision"] = "dropped: stratum cap"
+    kept = [d["id"] for d in decisions if d["decision"] == "kept"]
+    return kept, decisions
+
+
+def report(decisions: list[dict]) -> dict:
+    out = {"scored": len(decisions), "kept": sum(d["decision"] == "kept" for d in decisions),
+           "by_reason": dict(Counter(d["decision"] for d in decisions)), "by_stratum": {}, "by_slice": {}}
+    for key, field in (("by_stratum", "stratum"), ("by_slice", "slice")):
+        groups = defaultdict(Counter)
+        for d in decisions:
+            groups[d[field]][d["decision"]] += 1
+        out[key] = {k: dict(v) for k, v in sorted(groups.items())}
+    out["pass_rate_histogram"] = dict(sorted(Counter(round(d["pass_rate"], 2) for d in decisions).items()))
+    out["mean_paths_kept"] = round(sum(d["paths"] for d in decisions if d["decision"] == "kept") / max(1, out["kept"]), 3)
+    return out
+
+
+def filter_prompts(ctx: Context, init: Path) -> tuple[list, dict[str, float]]:
+    """The kept train examples and every scored prompt's pass rate; writes the filter's report."""
+    rows = estimate(ctx, init)
+    kept, decisions = select(ctx, rows)
+    write_json(ctx.run.path / "filter_report.json", report(decisions))
+    (ctx.run.path / "filter_decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
+    keep = set(kept)
+    return [ex for ex in ctx.train_examples if ex.id in keep], {r["id"]: r["pass_rate"] for r in rows}
