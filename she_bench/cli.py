@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--method", default="srpo", help="a recipe name under baselines/ (sft, dpo, grpo, srpo, ...) or a YAML path")
     _common(run)
 
+    ab = sub.add_parser("ablate", help="run a suite of methods x variants x benchmarks x seeds")
+    ab.add_argument("--suite", required=True, help="suite YAML (e.g. benchmarks/suites/toyshop.yaml)")
+    ab.add_argument("--workers", type=int, default=1, help="runs in parallel on this machine")
+    ab.add_argument("--output-dir", help="overrides the suite's output_dir")
+    ab.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
+    ab.add_argument("--emit", metavar="FILE", help="write the unfinished runs as commands, one per line ('-' for stdout)")
+
     data = sub.add_parser("data", help="inspect benchmarks")
     dsub = data.add_subparsers(dest="data_command", required=True)
     desc = dsub.add_parser("describe", help="print a data card: counts per split, label and slice")
@@ -131,6 +138,26 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_ablate(args) -> int:
+    from she_bench.ablate import emit, load_suite, run_jobs
+
+    jobs = load_suite(Path(args.suite), args.output_dir)
+    if args.dry_run:
+        for j in jobs:
+            print(f"{j.status():8s} {j.run.path}")
+        print(f"{len(jobs)} runs")
+        return 0
+    if args.emit:
+        text = emit(jobs)
+        if args.emit == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.emit).write_text(text)
+            print(f"wrote {text.count(chr(10))} commands to {args.emit}")
+        return 0
+    return 1 if run_jobs(jobs, args.workers) else 0
+
+
 def _device() -> str:
     import torch
 
@@ -159,7 +186,7 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "run": cmd_run, "data": cmd_data}
+COMMANDS = {"eval": cmd_eval, "run": cmd_run, "ablate": cmd_ablate, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

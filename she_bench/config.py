@@ -278,19 +278,27 @@ def read_recipe(name_or_path: str, _seen: tuple = ()) -> dict:
     return data
 
 
-def parse_overrides(items: list[str]) -> dict:
+def nest(flat: dict) -> dict:
+    """{"rl.group_size": 8} -> {"rl": {"group_size": 8}}"""
     out: dict = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value")
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+    for key, value in flat.items():
         node = out
-        *parents, leaf = key.strip().split(".")
+        *parents, leaf = str(key).strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
     return out
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """Command-line `key=value` items (values read as YAML) -> a nested override dict."""
+    flat = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not key=value")
+        key, raw = item.split("=", 1)
+        flat[key] = yaml.safe_load(raw) if raw != "" else None
+    return nest(flat)
 
 
 def make_config(recipe: str | None = None, overrides: dict | None = None) -> Config:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedTokenizerFast
+
+from she_bench.locks import file_lock
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
@@ -62,8 +65,13 @@ def toy_model_dir(name: str, corpus: list[str], seed: int) -> Path:
     spec = TOY_MODELS[name]
     digest = hashlib.sha256(json.dumps([name, spec.__dict__, seed, corpus], sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir() / "models" / f"{name}-{digest}"
-    if (out / "model.safetensors").exists():
-        return out
+    with file_lock(out):
+        if not (out / "model.safetensors").exists():
+            _build_toy(out, spec, corpus, seed)
+    return out
+
+
+def _build_toy(out: Path, spec: ToySpec, corpus: list[str], seed: int) -> None:
     tokenizer = train_toy_tokenizer(corpus, spec.vocab)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=4 * spec.hidden,
@@ -87,8 +95,6 @@ def _tmp_dir(out: Path) -> Path:
 def _publish(tmp: Path, out: Path) -> Path:
     """Rename a finished build into place (atomic: a killed build leaves no half-written model).
     If another process published the same model first, keep theirs."""
-    import shutil
-
     try:
         tmp.rename(out)
     except OSError:

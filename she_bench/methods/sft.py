@@ -12,6 +12,7 @@ from pathlib import Path
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from she_bench.locks import file_lock
 from she_bench.methods import METHODS
 from she_bench.methods.common import Context, JsonlLog, config_hash, lora_config, train_and_save, trainer_args
 from she_bench.models import cache_dir, load_model, load_tokenizer, model_hash
@@ -47,7 +48,8 @@ def warm_start(ctx: Context) -> Path:
     out_dir = cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}"
     stage, ctx.stage = ctx.stage, "warm_start"
     try:
-        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)
+        with file_lock(out_dir):
+            return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)
     finally:
         ctx.stage = stage
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from she_bench.locks import file_lock
 from she_bench.methods.common import Context, config_hash
 from she_bench.methods.sft import run_sft
 from she_bench.methods.rollouts import sample_rollouts
@@ -45,6 +46,9 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
         return out_dir / "final"
     stage, ctx.stage = ctx.stage, "grm"
     try:
-        return run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=grm_rows(ctx, init))
+        with file_lock(out_dir):
+            if (out_dir / "final" / "config.json").exists():
+                return out_dir / "final"
+            return run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=grm_rows(ctx, init))
     finally:
         ctx.stage = stage

@@ -1,0 +1,110 @@
+"""Ablation grids: a suite (YAML) expands into independent runs, each keyed by its config hash.
+
+    name: toyshop
+    recipes: [sft, dpo, grpo, srpo, she, she-no-grm, ...]
+    benchmarks: [toyshop]
+    models: [toy-1m]
+    seeds: [0, 1, 2]
+    overrides: {train.max_steps: 60}      # applied to every run (dotted keys)
+    output_dir: runs
+
+Finished runs are skipped, unfinished ones resume (each run is `she-bench run` in its own
+process, so `--emit` hands the same command lines to any external scheduler).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from she_bench.config import ConfigError, make_config, nest
+from she_bench.data.cards import Card, find_card
+from she_bench.runs import Run
+
+SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "output_dir"}
+
+
+@dataclass
+class Job:
+    recipe: str
+    benchmark: str
+    model: str
+    seed: int
+    overrides: dict
+    output_dir: str
+    run: Run
+
+    def command(self) -> list[str]:
+        cmd = ["she-bench", "run", "--method", self.recipe, "--benchmark", self.benchmark, "--model", self.model,
+               "--seed", str(self.seed), "--output-dir", self.output_dir]
+        return cmd + [f"{k}={json.dumps(v)}" for k, v in sorted(self.overrides.items())]
+
+    def status(self) -> str:
+        if self.run.is_done():
+            return "done"
+        return "partial" if self.run.path.exists() else "new"
+
+
+def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
+    try:
+        suite = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the suite: {e}") from e
+    if not isinstance(suite, dict):
+        raise ConfigError(f"{path}: a suite must be a YAML mapping")
+    unknown = set(suite) - SUITE_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown suite key '{sorted(unknown)[0]}' (known: {', '.join(sorted(SUITE_KEYS))})")
+    if not suite.get("recipes"):
+        raise ConfigError(f"{path}: field 'recipes' must list at least one recipe")
+    overrides = {str(k): v for k, v in (suite.get("overrides") or {}).items()}
+    out = output_dir or suite.get("output_dir", "runs")
+    jobs, seen = [], set()
+    for benchmark in suite.get("benchmarks", ["toyshop"]):
+        bench_name = Card.from_yaml(find_card(benchmark)).name
+        for model in suite.get("models", ["toy-1m"]):
+            for seed in suite.get("seeds", [0]):
+                for recipe in suite["recipes"]:
+                    cfg = make_config(recipe, {**nest(overrides), "benchmark": benchmark, "model": model, "seed": seed, "output_dir": out})
+                    run = Run(cfg, bench_name)
+                    if run.path in seen:
+                        continue
+                    seen.add(run.path)
+                    jobs.append(Job(recipe, benchmark, model, seed, overrides, out, run))
+    return jobs
+
+
+def run_jobs(jobs: list[Job], workers: int = 1, log_dir: Path | None = None) -> int:
+    """Run every unfinished job as its own process; returns the number that failed."""
+    todo = [j for j in jobs if j.status() != "done"]
+    print(f"{len(jobs)} runs: {len(jobs) - len(todo)} done, {len(todo)} to run with {workers} worker(s)", flush=True)
+    failed, finished, t0 = 0, 0, time.time()
+
+    def one(job: Job) -> tuple[Job, int, float]:
+        job.run.path.mkdir(parents=True, exist_ok=True)
+        start = time.time()
+        with open(job.run.path / "ablate.log", "a") as log:
+            rc = subprocess.run([sys.executable, "-m", "she_bench.cli", *job.command()[1:]], stdout=log,
+                                stderr=subprocess.STDOUT).returncode
+        return job, rc, time.time() - start
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for fut in as_completed([pool.submit(one, j) for j in todo]):
+            job, rc, seconds = fut.result()
+            finished += 1
+            failed += rc != 0
+            state = "ok" if rc == 0 else f"FAILED (exit {rc}, see {job.run.path / 'ablate.log'})"
+            print(f"[{finished}/{len(todo)}] {job.run.path.name}: {state} in {seconds:.0f}s "
+                  f"(elapsed {time.time() - t0:.0f}s)", flush=True)
+    return failed
+
+
+def emit(jobs: list[Job]) -> str:
+    return "".join(shlex.join(j.command()) + "\n" for j in jobs if j.status() != "done")
