@@ -105,12 +105,13 @@ def cmd_run(args) -> int:
     from she_bench.evaluation.entropy import training_entropy
     from she_bench.evaluation.evaluate import evaluate
     from she_bench.methods import get_method
-    from she_bench.methods.common import Context
+    from she_bench.methods.common import Context, process_state
     from she_bench.methods.sft import warm_start
     from she_bench.models import model_hash, resolve_model
-    from she_bench.runs import Run, read_jsonl, write_json
+    from she_bench.runs import Run, is_main_process, read_jsonl, write_json
 
     cfg = config_from_args(args, args.method, recipe=args.method)
+    process_state()  # joins the process group when launched data-parallel
     train = get_method(cfg.method)
     bench = load_benchmark(cfg.benchmark, cfg.data_dir)
     run = Run(cfg, bench.name)
@@ -127,6 +128,8 @@ def cmd_run(args) -> int:
     run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
     t1 = time.time()
     final = train(ctx, init)
+    if not is_main_process():  # data-parallel replicas only train; rank 0 evaluates
+        return 0
     run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=round(time.time() - t1, 1))
     t2 = time.time()
     metrics = evaluate(run, bench, final)

@@ -3,13 +3,17 @@ start, GRM) once: the first builds, the others wait and then find it in the cach
 from __future__ import annotations
 
 import fcntl
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
 
 @contextmanager
-def file_lock(path: Path):
+def file_lock(path: Path, collective: bool = False):
     path.parent.mkdir(parents=True, exist_ok=True)
+    if collective and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
     with open(path.with_name(path.name + ".lock"), "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

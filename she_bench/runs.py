@@ -26,6 +26,11 @@ from she_bench.config import Config
 PACKAGES = ("she-bench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "scikit-learn", "vllm")
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a data-parallel launch (or a plain process): the one that writes run files."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -67,6 +72,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 class Run:
+    """A run directory. Under `accelerate launch` only the main process writes to it."""
+
     def __init__(self, cfg: Config, benchmark_name: str):
         self.cfg = cfg
         model = Path(cfg.model).name if "/" in cfg.model else cfg.model
@@ -83,6 +90,8 @@ class Run:
         return self.manifest().get("status") == "done" and (self.path / "metrics.json").exists()
 
     def start(self, **provenance) -> None:
+        if not is_main_process():
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         old = self.manifest()
@@ -96,11 +105,15 @@ class Run:
         write_json(self.manifest_path, manifest)
 
     def update(self, **fields) -> None:
+        if not is_main_process():
+            return
         write_json(self.manifest_path, {**self.manifest(), **fields})
 
     def finish(self) -> None:
         self.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     def log(self, record: dict, name: str = "train_log.jsonl") -> None:
+        if not is_main_process():
+            return
         with open(self.path / name, "a") as f:
             f.write(json.dumps(record, default=float) + "\n")

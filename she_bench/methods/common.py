@@ -46,6 +46,14 @@ class Context:
         return self.checkpoint_dir or self.run.path / "checkpoints"
 
 
+def process_state():
+    """accelerate's process state; on CPU it must be told so, or a multi-process launch runs
+    each process alone instead of data-parallel over gloo."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def device_kwargs() -> dict:
     cuda = torch.cuda.is_available()
     return {"use_cpu": not cuda, "bf16": cuda and torch.cuda.is_bf16_supported()}
@@ -84,7 +92,7 @@ class JsonlLog(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
-        if "train_runtime" in logs:
+        if "train_runtime" in logs or not state.is_world_process_zero:
             return
         now = time.time()
         rec = {"stage": self.ctx.stage, "method": self.ctx.cfg.method, "step": state.global_step,
@@ -103,20 +111,31 @@ def last_checkpoint(out_dir: Path) -> str | None:
     return str(cks[-1]) if cks else None
 
 
-def train_and_save(trainer, out_dir: Path, final_dir: Path) -> Path:
+def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None = None) -> Path:
     """Train (resuming from the newest checkpoint in out_dir), then save the final model as
-    safetensors, LoRA merged, via a temporary folder so a kill never leaves half a model."""
+    safetensors, LoRA merged, via a temporary folder so a kill never leaves half a model.
+    Data-parallel: the main process saves; every replica's weight checksum is logged."""
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
-    model = trainer.model
+    acc = trainer.accelerator
+    model = acc.unwrap_model(trainer.model)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    tmp = final_dir.with_name(final_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    trainer.processing_class.save_pretrained(tmp)
-    shutil.rmtree(final_dir, ignore_errors=True)
-    os.replace(tmp, final_dir)
+    if acc.num_processes > 1:
+        checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(acc.device)
+        sums = acc.gather(checksum).tolist()
+        if acc.is_main_process and ctx is not None:
+            ctx.run.log({"stage": ctx.stage, "event": "replica_check", "checksums": sums,
+                         "agree": max(sums) - min(sums) <= 1e-6 * max(1.0, abs(sums[0]))})
+    if acc.is_main_process:
+        tmp = final_dir.with_name(final_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp, safe_serialization=True)
+        trainer.processing_class.save_pretrained(tmp)
+        shutil.rmtree(final_dir, ignore_errors=True)
+        os.replace(tmp, final_dir)
+    acc.wait_for_everyone()
     return final_dir
+
 
 
 def config_hash(*parts) -> str:

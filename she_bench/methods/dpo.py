@@ -17,7 +17,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from she_bench.methods import METHODS
-from she_bench.methods.common import Context, JsonlLog, lora_config, train_and_save, trainer_args
+from she_bench.methods.common import Context, JsonlLog, lora_config, process_state, train_and_save, trainer_args
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.template import gold_rationale, render_prompt
@@ -54,7 +54,8 @@ def train(ctx: Context, init: Path) -> Path:
     if (final / "config.json").exists():
         return final
     cfg = ctx.cfg
-    pairs = build_pairs(ctx, init)
+    with process_state().main_process_first():  # rank 0 samples and writes the pairs; the others read them
+        pairs = build_pairs(ctx, init)
     if not pairs:
         raise RuntimeError("DPO found no preference pair: every warm-start sample had the gold label")
     ctx.run.update(dpo_pairs=len(pairs), dpo_pairs_with_gold_chosen=sum(p["chosen_is_gold"] for p in pairs))
@@ -69,4 +70,4 @@ def train(ctx: Context, init: Path) -> Path:
     ref = None if peft else load_model(init)
     trainer = DPOTrainer(model=load_model(init), ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer,
                          peft_config=peft, callbacks=[JsonlLog(ctx)])
-    return train_and_save(trainer, ctx.checkpoints, final)
+    return train_and_save(trainer, ctx.checkpoints, final, ctx)

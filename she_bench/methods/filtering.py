@@ -15,9 +15,10 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from she_bench.methods.common import Context
+
+from she_bench.methods.common import Context, process_state
 from she_bench.methods.rollouts import sample_rollouts
-from she_bench.runs import write_json
+from she_bench.runs import is_main_process, write_json
 
 
 def stratum_of(ex, key: str) -> str:
@@ -93,9 +94,11 @@ def report(decisions: list[dict]) -> dict:
 
 def filter_prompts(ctx: Context, init: Path) -> tuple[list, dict[str, float]]:
     """The kept train examples and every scored prompt's pass rate; writes the filter's report."""
-    rows = estimate(ctx, init)
+    with process_state().main_process_first():  # rank 0 samples and caches the rollouts; the others read them
+        rows = estimate(ctx, init)
     kept, decisions = select(ctx, rows)
-    write_json(ctx.run.path / "filter_report.json", report(decisions))
-    (ctx.run.path / "filter_decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
+    if is_main_process():
+        write_json(ctx.run.path / "filter_report.json", report(decisions))
+        (ctx.run.path / "filter_decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
     keep = set(kept)
     return [ex for ex in ctx.train_examples if ex.id in keep], {r["id"]: r["pass_rate"] for r in rows}

@@ -11,12 +11,11 @@ import random
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from she_bench.methods import METHODS
-from she_bench.methods.common import Context, JsonlLog, lora_config, train_and_save, trainer_args
+from she_bench.methods.common import Context, JsonlLog, lora_config, process_state, train_and_save, trainer_args
 from she_bench.models import load_tokenizer
 from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import render_prompt
@@ -97,7 +96,7 @@ class SheGRPOTrainer(GRPOTrainer):
 def build_trainer(ctx: Context, init: Path, trainer_cls=SheGRPOTrainer, **extra) -> SheGRPOTrainer:
     cfg = ctx.cfg
     tokenizer = load_tokenizer(init)
-    world = PartialState().num_processes
+    world = process_state().num_processes
     per_device = cfg.train.prompts_per_step * cfg.rl.group_size // world
     args = trainer_args(
         GRPOConfig, cfg, ctx.checkpoints, max_steps=cfg.train.max_steps, learning_rate=cfg.train.lr,
@@ -117,4 +116,4 @@ def train(ctx: Context, init: Path) -> Path:
     final = ctx.checkpoints / "final"
     if (final / "config.json").exists():
         return final
-    return train_and_save(build_trainer(ctx, init), ctx.checkpoints, final)
+    return train_and_save(build_trainer(ctx, init), ctx.checkpoints, final, ctx)

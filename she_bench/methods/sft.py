@@ -38,7 +38,7 @@ def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, r
     data = Dataset.from_list(rows) if rows is not None else sft_dataset(ctx.train_examples, ctx.bench.labels, tokenizer)
     trainer = SFTTrainer(model=load_model(init), args=args, train_dataset=data,
                          processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[JsonlLog(ctx)])
-    return train_and_save(trainer, out_dir, final)
+    return train_and_save(trainer, out_dir, final, ctx)
 
 
 def warm_start(ctx: Context) -> Path:
@@ -48,7 +48,7 @@ def warm_start(ctx: Context) -> Path:
     out_dir = cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}"
     stage, ctx.stage = ctx.stage, "warm_start"
     try:
-        with file_lock(out_dir):
+        with file_lock(out_dir, collective=True):
             return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)
     finally:
         ctx.stage = stage

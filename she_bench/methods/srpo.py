@@ -84,4 +84,4 @@ def train(ctx: Context, init: Path) -> Path:
     if (final / "config.json").exists():
         return final
     grm = None if ctx.cfg.reward.mixing == "verifier_only" else build_grm(ctx, init)
-    return train_and_save(build_trainer(ctx, init, SRPOTrainer, grm=grm), ctx.checkpoints, final)
+    return train_and_save(build_trainer(ctx, init, SRPOTrainer, grm=grm), ctx.checkpoints, final, ctx)

@@ -46,7 +46,7 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
         return out_dir / "final"
     stage, ctx.stage = ctx.stage, "grm"
     try:
-        with file_lock(out_dir):
+        with file_lock(out_dir, collective=True):
             if (out_dir / "final" / "config.json").exists():
                 return out_dir / "final"
             return run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=grm_rows(ctx, init))

@@ -31,8 +31,9 @@ def _round(x, nd: int = 6):
     return None if x is None else round(float(x), nd)
 
 
-def stat(values, cis=None) -> dict:
-    """Mean and spread over seeds; `cis` (aligned with `values`) gives the interval of a lone run."""
+def stat(values, cis=None, bounds: tuple[float, float] | None = None) -> dict:
+    """Mean and spread over seeds; `cis` (aligned with `values`) gives the interval of a lone run;
+    a t-interval is clipped to `bounds` (e.g. (0, 1) for a rate)."""
     cis = list(cis) if cis is not None else [None] * len(values)
     pairs = [(float(v), ci) for v, ci in zip(values, cis) if v is not None]
     n = len(pairs)
@@ -45,7 +46,10 @@ def stat(values, cis=None) -> dict:
     if n >= 2:
         std = float(vals.std(ddof=1))
         half = float(st.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-        out.update(std=_round(std), lo=_round(mean - half), hi=_round(mean + half), interval="t")
+        lo, hi = mean - half, mean + half
+        if bounds is not None:
+            lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+        out.update(std=_round(std), lo=_round(lo), hi=_round(hi), interval="t")
     elif pairs[0][1] is not None:
         lo, hi = pairs[0][1]
         out.update(lo=_round(lo), hi=_round(hi), interval="bootstrap")
@@ -65,7 +69,7 @@ def label_stat(runs: list[RunData], subset: str, metric: str) -> dict:
         m = (subset_metrics(r, subset) or {}).get(metric) or {}
         values.append(m.get("value"))
         cis.append(m.get("ci95"))
-    return stat(values, cis)
+    return stat(values, cis, bounds=(0.0, 1.0))
 
 
 def field_stat(runs: list[RunData], subset: str, key: str) -> dict:
@@ -207,7 +211,7 @@ def compare(a: list[RunData], b: list[RunData], labels, good_labels, n_boot: int
             res = {"n_per_pair": n_pairs, "unmatched_records": n_unmatched, "diff": stat([]), "ci95": None,
                    "p_value": None, "per_pair": [], "note": None}
             if not all(n_pairs) or not pairs:
-                res["note"] = f"no common examples in '{subset}'"
+                res["note"] = f"no example of '{subset}' in both runs of every seed pair"
                 out["results"][f"{metric}/{subset}"] = res
                 continue
             try:

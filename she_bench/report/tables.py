@@ -1,0 +1,326 @@
+"""Report tables: one `Table` rendered as GitHub Markdown, CSV, LaTeX (plain tabular) and HTML.
+
+Display cells use 3 decimals (``mean ± std [lo, hi]``), CSV cells 4 decimals with a stat split into
+``<key>_mean, <key>_std, <key>_lo, <key>_hi``; a missing value is ``n/a`` everywhere, never 0.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from dataclasses import dataclass, field
+
+from she_bench.data.schema import STEPS
+from she_bench.evaluation.entropy import COLLAPSE_RATIO
+from she_bench.report.aggregate import COMPARE_METRICS, COMPARE_SUBSETS, LABEL_METRICS, SUMMARY_SUBSETS
+
+NA = "n/a"
+_NUMERIC = re.compile(r"^(n/a|[0-9][0-9.,/ -]*)$")
+METRIC_TITLES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "good_f1": "Good-F1"}
+STEP_ABBR = {s: "".join(w[0].upper() for w in s.split("_")) for s in STEPS}  # QU, IU, CM, AM, RJ
+STEP_LEGEND = ", ".join(f"{a} = {s.replace('_', ' ')}" for s, a in STEP_ABBR.items())
+
+
+def fnum(x, digits: int = 3, signed: bool = False) -> str:
+    if x is None:
+        return NA
+    s = f"{float(x):+.{digits}f}" if signed else f"{float(x):.{digits}f}"
+    return f"{0:.{digits}f}" if float(s) == 0 else s  # never "-0.000"
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float | None
+    digits: int = 3
+    signed: bool = False
+
+    def text(self) -> str:
+        return fnum(self.value, self.digits, self.signed)
+
+    def csv(self, key: str) -> dict:
+        return {key: fnum(self.value, 4 if self.digits >= 3 else self.digits, self.signed)}
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A stat dict from aggregate.stat: ``mean ± std [lo, hi]``."""
+
+    s: dict
+    signed: bool = False
+    ci: bool = True
+
+    def text(self) -> str:
+        s = self.s
+        if s.get("mean") is None:
+            return NA
+        out = fnum(s["mean"], signed=self.signed)
+        if s.get("std") is not None:
+            out += " ± " + fnum(s["std"])
+        if self.ci and s.get("lo") is not None:
+            out += f" [{fnum(s['lo'], signed=self.signed)}, {fnum(s['hi'], signed=self.signed)}]"
+        return out
+
+    def csv(self, key: str) -> dict:
+        parts = ("mean", "std", "lo", "hi") if self.ci else ("mean", "std")
+        return {f"{key}_{p}": fnum(self.s.get(p), 4, self.signed and p != "std") for p in parts}
+
+
+@dataclass(frozen=True)
+class PValue:
+    value: float | None
+    n_boot: int
+
+    def text(self) -> str:
+        if self.value is None:
+            return NA
+        if self.value == 0:
+            return f"<{2 / self.n_boot:.3f}" if self.n_boot else "0.000"
+        return fnum(self.value)
+
+    def csv(self, key: str) -> dict:
+        return {key: fnum(self.value, 4)}
+
+
+def _text(cell) -> str:
+    return cell if isinstance(cell, str) else cell.text()
+
+
+def _csv(cell, key: str) -> dict:
+    return {key: cell} if isinstance(cell, str) else cell.csv(key)
+
+
+@dataclass
+class Table:
+    name: str
+    """File stem: summary, vs_baseline, ..."""
+    title: str
+    caption: str
+    columns: list[tuple[str, str]]
+    """(CSV key, display label)."""
+    rows: list[list] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def _numeric(self) -> list[bool]:
+        """Right-align a column whose cells are all numbers (or counts such as "2", "140-150", "0/2")."""
+        return [bool(self.rows) and all(not isinstance(r[i], str) or _NUMERIC.match(r[i]) for r in self.rows)
+                for i in range(len(self.columns))]
+
+    def markdown(self, heading: str = "###") -> str:
+        def esc(s: str) -> str:
+            return s.replace("|", "\\|")
+
+        lines = [f"{heading} {self.title}", "", self.caption, ""]
+        if self.rows:
+            lines.append("| " + " | ".join(esc(label) for _, label in self.columns) + " |")
+            lines.append("|" + "|".join("---:" if n else "---" for n in self._numeric()) + "|")
+            lines.extend("| " + " | ".join(esc(_text(c)) for c in row) + " |" for row in self.rows)
+        else:
+            lines.append("_No rows._")
+        if self.notes:
+            lines.append("")
+            lines.extend(f"- {n}" for n in self.notes)
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        keys: list[str] = []
+        records = []
+        for row in self.rows:
+            rec = {}
+            for (key, _), cell in zip(self.columns, row):
+                rec.update(_csv(cell, key))
+            records.append(rec)
+            keys.extend(k for k in rec if k not in keys)
+        if not records:
+            keys = [k for k, _ in self.columns]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", restval=NA)
+        w.writeheader()
+        w.writerows(records)
+        return buf.getvalue()
+
+    def latex(self) -> str:
+        align = "".join("r" if n else "l" for n in self._numeric()) if self.rows else "l" * len(self.columns)
+        out = [f"% she-bench report: {tex(self.title)}", "\\begin{table}[ht]", "\\centering",
+               f"\\caption{{{tex(self.caption)}}}", f"\\label{{tab:she-bench-{self.name.replace('_', '-')}}}",
+               f"\\begin{{tabular}}{{{align}}}", "\\hline",
+               " & ".join(tex(label) for _, label in self.columns) + " \\\\", "\\hline"]
+        out.extend(" & ".join(tex(_text(c)) for c in row) + " \\\\" for row in self.rows)
+        out += ["\\hline", "\\end{tabular}"]
+        out.extend(f"\\par\\smallskip\\footnotesize {tex(n)}" for n in self.notes)
+        out.append("\\end{table}")
+        return "\n".join(out) + "\n"
+
+    def html(self) -> str:
+        numeric = self._numeric()
+        out = [f'<table id="table-{self.name}">', f"<caption><b>{html.escape(self.title)}.</b> "
+               f"{html.escape(self.caption)}</caption>", "<thead><tr>"]
+        out.extend(f"<th>{html.escape(label)}</th>" for _, label in self.columns)
+        out.append("</tr></thead><tbody>")
+        for row in self.rows:
+            cells = "".join(f'<td class="num">{html.escape(_text(c))}</td>' if numeric[i]
+                            else f"<td>{html.escape(_text(c))}</td>" for i, c in enumerate(row))
+            out.append(f"<tr>{cells}</tr>")
+        out.append("</tbody></table>")
+        if self.notes:
+            out.append("<ul class=\"notes\">" + "".join(f"<li>{html.escape(n)}</li>" for n in self.notes) + "</ul>")
+        return "\n".join(out) + "\n"
+
+
+_TEX = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_", "{": "\\{",
+        "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "±": "$\\pm$", "Δ": "$\\Delta$",
+        "<": "$<$", ">": "$>$", "−": "$-$", "–": "--"}
+
+
+def tex(s: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in s)
+
+
+# ---------------------------------------------------------------- the report's tables
+
+_BENCH = ("benchmark", "Benchmark")
+_VARIANT = ("variant", "Variant")
+
+
+def _seeds(seeds) -> str:
+    return ", ".join(str(s) for s in seeds) if seeds else NA
+
+
+def _n(ns: list[int]) -> str:
+    if not ns:
+        return NA
+    return str(ns[0]) if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
+
+
+def summary_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, _VARIANT, ("seeds", "Seeds"), ("n_seeds", "n seeds"), ("n_examples", "n examples")]
+    for metric in LABEL_METRICS:
+        for subset in SUMMARY_SUBSETS:
+            key = metric if subset == "overall" else f"{metric}_{subset}"
+            label = METRIC_TITLES[metric] + ("" if subset == "overall" else f" ({subset})")
+            cols.append((key, label))
+    cols += [("format_valid_rate", "Format-valid"), ("mean_entropy", "Mean entropy")]
+    table = Table("summary", "Summary", (
+        "One row per variant (runs grouped by benchmark and name; seeds are replicates). Cells: mean ± std over "
+        "seeds [95% interval: Student-t interval of the mean over seeds with 2 or more seeds, clipped to [0, 1]; "
+        "with one seed the run's bootstrap interval over queries, and no std]. Head and tail are the benchmark's "
+        "slices. "
+        "Format-valid: share of outputs that parse; mean entropy: mean token entropy of the policy on the eval "
+        "prompts."), cols)
+    for r in rows:
+        cells = [r["benchmark"], r["variant"], _seeds(r["seeds"]), str(r["n_seeds"]), _n(r["n_examples"])]
+        cells += [Stat(r[m][s]) for m in LABEL_METRICS for s in SUMMARY_SUBSETS]
+        cells += [Stat(r["format_valid_rate"], ci=False), Stat(r["mean_entropy"], ci=False)]
+        table.rows.append(cells)
+    return table
+
+
+def vs_baseline_table(rows: list[dict], notes: list[str], baseline: str, n_boot: int) -> Table:
+    cols = [_BENCH, _VARIANT, ("baseline", "Baseline"), ("seed_pairs", "Seed pairs"), ("n_per_pair", "n / pair")]
+    for metric in COMPARE_METRICS:
+        for subset in COMPARE_SUBSETS:
+            key = metric if subset == "overall" else f"{metric}_{subset}"
+            label = METRIC_TITLES[metric] + ("" if subset == "overall" else f" ({subset})")
+            cols += [(f"diff_{key}", f"Δ {label}"), (f"p_{key}", "p")]
+    table = Table("vs_baseline", f"Difference from {baseline}", (
+        f"Variant minus baseline '{baseline}' on the same examples (joined by id). Δ: mean over seed pairs "
+        "(seed i of the variant with seed i of the baseline) ± std over pairs; [95% interval] and p: paired "
+        f"bootstrap over queries, {n_boot} resamples, two-sided, on the seed pairs pooled (all records of a "
+        f"resampled query, from every seed pair, move together). p <{2 / n_boot if n_boot else 0:.3f} means no "
+        "resample crossed zero."), cols, notes=list(notes))
+    for r in rows:
+        first = r["results"][f"{COMPARE_METRICS[0]}/overall"]
+        pairs = _seeds(r["seeds_a"]) if r["seeds_a"] == r["seeds_b"] else \
+            "; ".join(f"{a}/{b}" for a, b in zip(r["seeds_a"], r["seeds_b"]))
+        cells = [r["benchmark"], r["variant"], r["baseline"], pairs, _n(sorted(set(first["n_per_pair"])))]
+        for metric in COMPARE_METRICS:
+            for subset in COMPARE_SUBSETS:
+                res = r["results"][f"{metric}/{subset}"]
+                cells += [Stat(res["diff"], signed=True), PValue(res["p_value"], n_boot)]
+                if res.get("note"):
+                    table.notes.append(f"{r['benchmark']} {r['variant']}, {metric} ({subset}): {res['note']}")
+        table.rows.append(cells)
+        if r["pairing"] == "order":
+            table.notes.append(f"{r['benchmark']} {r['variant']}: no seed in common with {baseline}; "
+                               "seeds paired in sorted order (variant/baseline).")
+        unmatched = first["unmatched_records"]
+        if unmatched:
+            table.notes.append(f"{r['benchmark']} {r['variant']}: {unmatched} records without a partner in the "
+                               "other run were left out of the comparison.")
+    return table
+
+
+def slices_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, ("slice", "Slice"), _VARIANT, ("n_seeds", "n seeds"), ("n_examples", "n examples"),
+            ("accuracy", "Accuracy"), ("macro_f1", "Macro-F1")]
+    table = Table("slices", "Slices", "Per slice of the benchmark: mean ± std over seeds.", cols)
+    for r in rows:
+        table.rows.append([r["benchmark"], r["slice"], r["variant"], str(r["n_seeds"]), _n(r["n_examples"]),
+                           Stat(r["accuracy"], ci=False), Stat(r["macro_f1"], ci=False)])
+    return table
+
+
+def steps_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, _VARIANT, ("n_seeds", "n seeds")]
+    cols += [(f"step_{s}", STEP_ABBR[s]) for s in STEPS]
+    cols += [("chain_accuracy", "Chain"), ("judgment_consistency", "Consistency")]
+    cols += [(f"first_wrong_{s}", f"1st wrong {STEP_ABBR[s]}") for s in STEPS] + [("first_wrong_none", "None wrong")]
+    table = Table("steps", "Reasoning steps", (
+        f"Per-step accuracy against the offline verifier (annotated steps only; {STEP_LEGEND}), whole-chain "
+        "accuracy (every checked step right), judgment consistency (label named in the judgment step equals the "
+        "final label): mean ± std over seeds. First wrong step: share of checked chains whose first wrong step is "
+        "that step (None wrong: every checked step right), mean over seeds."), cols)
+    for r in rows:
+        cells = [r["benchmark"], r["variant"], str(r["n_seeds"])]
+        cells += [Stat(r["step_accuracy"][s], ci=False) for s in STEPS]
+        cells += [Stat(r["chain_accuracy"], ci=False), Stat(r["judgment_consistency"], ci=False)]
+        cells += [Num(r["first_wrong_step"][k]["mean"]) for k in (*STEPS, "none")]
+        table.rows.append(cells)
+    return table
+
+
+def entropy_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, _VARIANT, ("n_seeds", "n seeds"), ("eval_mean_entropy", "Eval entropy"),
+            ("train_initial", "Train initial"), ("train_final", "Train final"), ("train_ratio", "Final / initial"),
+            ("collapsed", "Collapsed")]
+    table = Table("entropy", "Policy entropy", (
+        "Eval entropy: mean token entropy on the eval prompts. Training entropy of the method's own stages (shared "
+        "warm start and GRM excluded): mean of the first and of the last 5 logged steps, their ratio; collapsed: "
+        f"seeds whose ratio fell below {COLLAPSE_RATIO} (of the seeds with a training entropy). Mean ± std over "
+        "seeds."), cols)
+    for r in rows:
+        collapsed = NA if r["collapsed"] is None else f"{r['collapsed']}/{r['n_with_training_entropy']}"
+        table.rows.append([r["benchmark"], r["variant"], str(r["n_seeds"]), Stat(r["eval_mean_entropy"], ci=False),
+                           Stat(r["initial"], ci=False), Stat(r["final"], ci=False), Stat(r["ratio"], ci=False),
+                           collapsed])
+    return table
+
+
+def _short(h) -> str:
+    return NA if not h else str(h)[:12]
+
+
+def provenance_table(runs: list[dict]) -> Table:
+    cols = [("path", "Path"), _BENCH, _VARIANT, ("method", "Method"), ("seed", "Seed"),
+            ("config_hash", "Config hash"), ("git", "Git commit"), ("data_hash", "Data hash"),
+            ("final_model_hash", "Final model hash"), ("torch", "torch"), ("transformers", "transformers"),
+            ("trl", "trl"), ("total_seconds", "Total s")]
+    table = Table("provenance", "Runs", (
+        "Every reported run; paths relative to the common parent of the run directories; hashes shortened to 12 "
+        "characters (full values in report.json); git commit with +dirty when the tree had changes."), cols)
+    for r in runs:
+        git = NA if not r["git_commit"] else _short(r["git_commit"]) + ("+dirty" if r["git_dirty"] else "")
+        v = r["versions"]
+        table.rows.append([r["path"], r["benchmark"], r["variant"], r["method"] or NA, str(r["seed"]),
+                           _short(r["config_hash"]), git, _short(r["data_hash"]), _short(r["final_model_hash"]),
+                           v.get("torch") or NA, v.get("transformers") or NA, v.get("trl") or NA,
+                           Num(r["total_seconds"], digits=1)])
+    return table
+
+
+def skipped_table(skipped: list[dict]) -> Table:
+    table = Table("skipped", "Skipped runs", "Run directories found but not reported, and why.",
+                  [("path", "Path"), ("status", "Status"), ("reason", "Reason")])
+    for s in skipped:
+        table.rows.append([s["path"], s["status"] or NA, s["reason"]])
+    return table

@@ -1,0 +1,255 @@
+"""Reports from synthetic run directories (no training): tables, paired tests, skipped runs,
+determinism, the HTML page."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import yaml
+
+from she_bench.data.schema import ESCI_LABELS, STEPS
+from she_bench.evaluation.entropy import training_entropy
+from she_bench.evaluation.metrics import compute_metrics
+from she_bench.report import build_report
+from she_bench.report.plots import PLOTS
+from she_bench.report.tables import fnum
+
+LABELS = list(ESCI_LABELS)
+GOOD = ["Exact", "Substitute"]
+SLICES = ["head", "tail", "type:brand", "type:plain"]
+N_QUERIES, PER_QUERY = 40, 5
+N_BOOT = 200
+
+
+def examples():
+    rng = np.random.default_rng(123)
+    out = []
+    for q in range(N_QUERIES):
+        part = "head" if q < 28 else "tail"
+        qtype = "type:brand" if q % 3 == 0 else "type:plain"
+        for j in range(PER_QUERY):
+            out.append({"id": f"q{q}-{j}", "query_id": f"q{q}", "slices": [part, qtype],
+                        "gold": LABELS[int(rng.integers(len(LABELS)))]})
+    return out
+
+
+def predictions(skill: float, seed: int) -> list[dict]:
+    """Each example right with probability `skill` (same draws for the same seed and skill)."""
+    rng = np.random.default_rng(1000 + seed)
+    recs = []
+    for ex in examples():
+        u, wrong, v = rng.random(), rng.integers(1, len(LABELS)), rng.random(len(STEPS))
+        right = u < skill
+        pred = ex["gold"] if right else LABELS[(LABELS.index(ex["gold"]) + int(wrong)) % len(LABELS)]
+        if not right and u > 0.97:
+            pred = None
+        recs.append({**ex, "pred": pred, "format_valid": pred is not None, "judgment": pred,
+                     "step_verdicts": {s: bool(x < skill + 0.1) for s, x in zip(STEPS, v)},
+                     "entropy": round(0.5 + 0.1 * seed + 0.2 * float(rng.random()), 4)})
+    return recs
+
+
+def train_log(method: str, seed: int, steps: int = 20) -> list[dict]:
+    log = [{"stage": "warm_start", "step": s, "loss": 2.0 - 0.1 * s, "entropy": 3.0} for s in range(1, 4)]
+    if method == "sft":
+        return log + [{"stage": "main", "method": "sft", "step": s, "loss": 1.0 / s, "entropy": 1.0 - 0.01 * s}
+                      for s in range(1, steps + 1)]
+    log.append({"stage": "main", "event": "stage_start", "method": method})
+    for s in range(1, steps + 1):
+        rec = {"stage": "main", "method": method, "step": s, "loss": 0.1, "reward_mean": 0.3 + 0.02 * s + 0.01 * seed,
+               "reward_std": 0.2, "entropy": 1.2 * (0.97 if method == "grpo" else 0.995) ** s, "kl": 0.001 * s}
+        if method == "srpo":
+            rec["step_reward/query_understanding"] = 0.8
+        log.append(rec)
+    return log
+
+
+def write_run(root, name: str, method: str, seed: int, skill: float, status: str = "done"):
+    path = root / "toyshop" / f"{name}-toy-1m-s{seed}-abc{seed}{name}"
+    path.mkdir(parents=True)
+    cfg = {"name": name, "method": method, "benchmark": "toyshop", "model": "toy-1m", "seed": seed}
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    manifest = {"name": name, "method": method, "seed": seed, "config_hash": f"hash-{name}-{seed}",
+                "versions": {"python": "3.12.0", "torch": "2.13.0", "transformers": "5.24.0", "trl": "1.16.0"},
+                "git": {"commit": "0123456789abcdef0123", "dirty": False}, "data_hash": "d" * 64,
+                "base_model_hash": "b" * 64, "warm_start_hash": "w" * 64, "final_model_hash": f"f{seed}" * 32,
+                "status": status, "total_seconds": 12.5 + seed, "eval_seconds": 2.0, "train_seconds": 9.0}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    log = train_log(method, seed)
+    (path / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
+    if status != "done":
+        return path
+    recs = predictions(skill, seed)
+    (path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    metrics = compute_metrics(recs, LABELS, GOOD, SLICES, n_boot=50, seed=seed)
+    metrics["split"] = "test"
+    metrics["training_entropy"] = training_entropy(log)
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    dirs = []
+    for seed in (0, 1):
+        dirs.append(write_run(root, "grpo", "grpo", seed, 0.55))
+        dirs.append(write_run(root, "sft", "sft", seed, 0.55))  # same predictions as grpo
+        dirs.append(write_run(root, "srpo", "srpo", seed, 0.9))
+    dirs.append(write_run(root, "srpo", "srpo", 2, 0.9, status="running"))
+    return root, dirs
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    root, dirs = runs
+    out = tmp_path_factory.mktemp("report-a")
+    data = build_report(dirs, out, n_boot=N_BOOT, seed=0, command=["she-bench", "report", "runs/"])
+    return out, data
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tables_have_every_variant_and_right_mean(runs, report):
+    root, _ = runs
+    out, data = report
+    for stem in ("summary", "slices", "steps", "entropy"):
+        for ext in ("md", "csv", "tex", ):
+            text = (out / f"{stem}.{ext}").read_text()
+            for name in ("grpo", "srpo", "sft"):
+                assert name in text, (stem, ext, name)
+    # hand-check: srpo overall accuracy = mean of its two seeds' metrics.json values
+    accs = [json.loads(next((root / "toyshop").glob(f"srpo-toy-1m-s{s}-*/metrics.json")).read_text())
+            ["overall"]["accuracy"]["value"] for s in (0, 1)]
+    mean, std = (accs[0] + accs[1]) / 2, abs(accs[0] - accs[1]) / np.sqrt(2)
+    row = next(r for r in read_csv(out / "summary.csv") if r["variant"] == "srpo")
+    assert row["n_seeds"] == "2" and row["seeds"] == "0, 1"
+    assert float(row["accuracy_mean"]) == pytest.approx(mean, abs=1e-4)
+    assert float(row["accuracy_std"]) == pytest.approx(std, abs=1e-4)
+    md_row = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| toyshop | srpo"))
+    assert f"{mean:.3f} ± {std:.3f} [" in md_row
+    # baseline first, then alphabetical
+    assert [r["variant"] for r in read_csv(out / "summary.csv")] == ["grpo", "sft", "srpo"]
+    # LaTeX escapes the underscore of metric keys in slice names and the ± sign
+    tex = (out / "summary.tex").read_text()
+    assert "\\begin{tabular}" in tex and "$\\pm$" in tex and "±" not in tex
+    # every slice present
+    slices = {r["slice"] for r in read_csv(out / "slices.csv")}
+    assert slices == set(SLICES)
+    assert data["summary"][0]["accuracy"]["overall"]["interval"] == "t"
+
+
+def test_missing_value_is_na_not_zero(report):
+    out, _ = report
+    sft = next(r for r in read_csv(out / "entropy.csv") if r["variant"] == "sft")
+    assert sft["train_initial_mean"] != "n/a"  # sft logs entropy
+    # grpo logged a step reward nowhere; per-step GRM accuracy is absent: n/a in the data, never 0
+    steps = next(r for r in json.loads((out / "report.json").read_text())["steps"] if r["variant"] == "grpo")
+    assert steps["step_accuracy_grm"]["query_understanding"]["mean"] is None
+    assert fnum(None) == "n/a" and fnum(-0.0001) == "0.000"
+
+
+def test_vs_baseline(report):
+    out, data = report
+    rows = {r["variant"]: r for r in data["vs_baseline"]}
+    assert set(rows) == {"sft", "srpo"}
+    same = rows["sft"]["results"]
+    for key in ("accuracy/overall", "macro_f1/overall", "accuracy/tail", "macro_f1/tail"):
+        assert same[key]["diff"]["mean"] == 0 and same[key]["p_value"] == 1.0
+    better = rows["srpo"]["results"]["accuracy/overall"]
+    assert better["diff"]["mean"] > 0.2 and better["p_value"] < 0.01
+    assert better["diff"]["lo"] > 0 and better["diff"]["interval"] == "paired_bootstrap"
+    assert rows["srpo"]["seeds_a"] == [0, 1] and rows["srpo"]["pairing"] == "seed"
+    csv_rows = {r["variant"]: r for r in read_csv(out / "vs_baseline.csv")}
+    assert csv_rows["sft"]["diff_accuracy_mean"] == "0.0000" and csv_rows["sft"]["p_accuracy"] == "1.0000"
+    md = (out / "vs_baseline.md").read_text()
+    assert f"paired bootstrap over queries, {N_BOOT} resamples, two-sided" in md
+    srpo_line = next(line for line in md.splitlines() if line.startswith("| toyshop | srpo"))
+    assert f"<{2 / N_BOOT:.3f}" in srpo_line
+
+
+def test_running_run_is_skipped_and_listed(report):
+    out, data = report
+    assert len(data["runs"]) == 6
+    assert [s["path"] for s in data["skipped"]] == ["srpo-toy-1m-s2-abc2srpo"]
+    assert data["skipped"][0]["status"] == "running" and "not 'done'" in data["skipped"][0]["reason"]
+    prov = (out / "provenance.md").read_text()
+    assert "srpo-toy-1m-s2-abc2srpo" in prov and "running" in prov
+    assert "0123456789ab" in prov and "2.13.0" in prov
+    srpo = next(r for r in data["summary"] if r["variant"] == "srpo")
+    assert srpo["seeds"] == [0, 1]
+
+
+def test_deterministic(runs, report, tmp_path):
+    _, dirs = runs
+    out_a, data = report
+    out_b = tmp_path / "b"
+    build_report(list(reversed(dirs)), out_b, n_boot=N_BOOT, seed=0, command=["she-bench", "report", "runs/"])
+    files_a = sorted(p.name for p in out_a.iterdir())
+    assert files_a == sorted(p.name for p in out_b.iterdir()) == data["files"]
+    for name in files_a:
+        assert (out_a / name).read_bytes() == (out_b / name).read_bytes(), name
+
+
+def test_html_is_self_contained(report):
+    out, data = report
+    page = (out / "index.html").read_text()
+    for plot in PLOTS:
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert re.search(rf'alt="{re.escape(plot)}" src="data:image/png;base64,[A-Za-z0-9+/=]+"', page), plot
+    for table in ("summary", "vs_baseline", "slices", "steps", "entropy", "provenance", "skipped"):
+        assert f'id="table-{table}"' in page, table
+    assert "she-bench report runs/" in page and "toyshop" in page
+    assert not re.search(r'(href|src)="(https?:)?//', page)
+    assert "<script" not in page and "<link" not in page
+
+
+def test_curves_use_method_stages_only(runs):
+    from she_bench.report.aggregate import curve, method_log
+    from she_bench.report.collect import collect, group
+
+    _, dirs = runs
+    groups = group(collect(dirs)[0])
+    log = groups[("toyshop", "grpo")][0].train_log
+    steps = [x for x, _ in method_log(log)]
+    assert steps == list(range(1, 21))  # warm start lines and the stage marker dropped
+    xs, ys = curve(groups[("toyshop", "grpo")], "reward_mean")
+    assert ys[0] == pytest.approx(0.3 + 0.02 + 0.005)  # mean over seeds 0 and 1
+    assert curve(groups[("toyshop", "sft")], "reward_mean") is None
+
+
+def test_curriculum_stages_laid_end_to_end():
+    from she_bench.report.aggregate import method_log
+
+    log = [{"stage": "warm_start", "step": 1, "entropy": 3.0},
+           {"stage": "1:head", "event": "stage_start"},
+           *({"stage": "1:head", "step": s, "entropy": 1.0} for s in (1, 2, 3)),
+           {"stage": "1:head", "step": 3, "entropy": 0.9},  # logged again after a resume: the last line wins
+           {"stage": "2:tail", "event": "stage_start"},
+           *({"stage": "2:tail", "step": s, "entropy": 0.5} for s in (1, 2))]
+    got = [(x, r["stage"], r["entropy"]) for x, r in method_log(log)]
+    assert got == [(1, "1:head", 1.0), (2, "1:head", 1.0), (3, "1:head", 0.9), (4, "2:tail", 0.5), (5, "2:tail", 0.5)]
+
+
+def test_one_seed_folder_input_and_missing_baseline(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "she", "she", 0, 0.7).rename(root / "toyshop" / "she-copy")
+    write_run(root, "she", "she", 0, 0.8)  # same variant and seed: not a replicate
+    out = tmp_path / "out"
+    data = build_report([root], out, baseline="grpo", n_boot=50)
+    row = data["summary"][0]
+    assert row["variant"] == "she" and row["n_seeds"] == 1
+    acc = row["accuracy"]["overall"]
+    assert acc["interval"] == "bootstrap" and acc["std"] is None and acc["lo"] is not None
+    assert [s["path"] for s in data["skipped"]] == ["she-toy-1m-s0-abc0she"]
+    assert "duplicate of she-copy" in data["skipped"][0]["reason"]
+    assert data["vs_baseline"] == [] and "baseline 'grpo' not among" in data["vs_baseline_notes"][0]
+    assert "baseline 'grpo' not among" in (out / "vs_baseline.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert f"| {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}] |" in md  # no std with one seed
