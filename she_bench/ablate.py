@@ -14,6 +14,7 @@ process, so `--emit` hands the same command lines to any external scheduler).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -86,13 +87,15 @@ def run_jobs(jobs: list[Job], workers: int = 1, log_dir: Path | None = None) -> 
     todo = [j for j in jobs if j.status() != "done"]
     print(f"{len(jobs)} runs: {len(jobs) - len(todo)} done, {len(todo)} to run with {workers} worker(s)", flush=True)
     failed, finished, t0 = 0, 0, time.time()
+    # workers share the cores: more torch threads than cores slows every run several-fold
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, workers)))}
 
     def one(job: Job) -> tuple[Job, int, float]:
         job.run.path.mkdir(parents=True, exist_ok=True)
         start = time.time()
         with open(job.run.path / "ablate.log", "a") as log:
             rc = subprocess.run([sys.executable, "-m", "she_bench.cli", *job.command()[1:]], stdout=log,
-                                stderr=subprocess.STDOUT).returncode
+                                stderr=subprocess.STDOUT, env=env).returncode
         return job, rc, time.time() - start
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
     ab.add_argument("--emit", metavar="FILE", help="write the unfinished runs as commands, one per line ('-' for stdout)")
 
+    rep = sub.add_parser("report", help="tables, plots and an HTML page across run directories")
+    rep.add_argument("run_dirs", nargs="+", help="run directories, or folders searched for them")
+    rep.add_argument("--out", required=True, help="output folder")
+    rep.add_argument("--baseline", default="grpo", help="variant the others are compared with (default grpo)")
+    rep.add_argument("--bootstrap", type=int, default=1000, help="resamples of the paired test")
+
     data = sub.add_parser("data", help="inspect benchmarks")
     dsub = data.add_subparsers(dest="data_command", required=True)
     desc = dsub.add_parser("describe", help="print a data card: counts per split, label and slice")
@@ -161,6 +167,18 @@ def cmd_ablate(args) -> int:
     return 1 if run_jobs(jobs, args.workers) else 0
 
 
+def cmd_report(args) -> int:
+    from she_bench.report import build_report
+
+    command = ["she-bench", "report", *args.run_dirs, "--out", args.out]
+    if args.baseline != "grpo":
+        command += ["--baseline", args.baseline]
+    result = build_report([Path(p) for p in args.run_dirs], Path(args.out), baseline=args.baseline,
+                          n_boot=args.bootstrap, command=command)
+    print(f"report: {Path(args.out) / 'index.html'} ({len(result.get('files', []))} files)")
+    return 0
+
+
 def _device() -> str:
     import torch
 
@@ -189,7 +207,7 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "run": cmd_run, "ablate": cmd_ablate, "data": cmd_data}
+COMMANDS = {"eval": cmd_eval, "run": cmd_run, "ablate": cmd_ablate, "report": cmd_report, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:
