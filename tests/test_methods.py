@@ -23,7 +23,7 @@ def run_dir(out: Path, method: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("method", ["sft", "dpo", "grpo", "srpo"])
+@pytest.mark.parametrize("method", ["warm-start", "sft", "dpo", "grpo", "srpo"])
 def test_method_runs_end_to_end(tmp_path, method):
     assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
     path = run_dir(tmp_path, method)
@@ -33,6 +33,9 @@ def test_method_runs_end_to_end(tmp_path, method):
     assert manifest["warm_start_hash"] and manifest["final_model_hash"]
     metrics = json.loads((path / "metrics.json").read_text())
     assert metrics["overall"]["n"] == 16
+    if method == "warm-start":
+        assert manifest["final_model_hash"] == manifest["warm_start_hash"]
+        return
     log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
     main_steps = [r for r in log if r["stage"] == "main"]
     assert main_steps and all("loss" in r and "seconds_per_step" in r for r in main_steps)

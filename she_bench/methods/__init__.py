@@ -6,7 +6,7 @@ import importlib
 from she_bench.registry import Registry
 
 METHODS: Registry = Registry("method")
-_MODULES = {"sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": "srpo", "she": "she"}
+_MODULES = {"none": "none", "sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": "srpo", "she": "she"}
 
 
 def get_method(name: str):
