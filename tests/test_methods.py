@@ -28,7 +28,7 @@ def test_method_runs_end_to_end(tmp_path, method):
     assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
     path = run_dir(tmp_path, method)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["status"] == "done" and manifest["method"] == method
+    assert manifest["status"] == "done" and manifest["name"] == method
     # (an RL run whose groups all score alike gets no gradient, so the weights may equal the warm start's)
     assert manifest["warm_start_hash"] and manifest["final_model_hash"]
     metrics = json.loads((path / "metrics.json").read_text())
