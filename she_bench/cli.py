@@ -97,7 +97,7 @@ def cmd_eval(args) -> int:
         return 0
     model_path = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
     run.start(data_hash=bench.data_hash(), model_path=str(model_path), model_hash=model_hash(model_path),
-              engine=cfg.engine, device=_device())
+              engine=cfg.engine, device=_device(), command=args.argv)
     t0 = time.time()
     metrics = evaluate(run, bench, model_path)
     run.update(eval_seconds=round(time.time() - t0, 2))
@@ -127,7 +127,7 @@ def cmd_run(args) -> int:
         return 0
     base = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
     run.start(data_hash=bench.data_hash(), base_model=str(base), base_model_hash=model_hash(base),
-              engine=cfg.engine, device=_device())
+              engine=cfg.engine, device=_device(), command=args.argv)
     ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
     t0 = time.time()
     init = warm_start(ctx)
@@ -214,12 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     from she_bench.config import ConfigError
     from she_bench.data.schema import DataError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = ["she-bench", *argv]
     try:
         return COMMANDS[args.command](args)
     except (DataError, ConfigError, FileNotFoundError, KeyError) as e:
         print(f"she-bench: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ class Run:
         old = self.manifest()
         manifest = {
             "config_hash": self.cfg.hash(), "name": self.cfg.name, "method": self.cfg.method, "seed": self.cfg.seed,
-            "versions": versions(), "git": git_commit(), "command": sys.argv,
+            "versions": versions(), "git": git_commit(), "command": provenance.pop("command", sys.argv),
             "host": platform.node(), "platform": platform.platform(),
             "started": old.get("started", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             "attempts": old.get("attempts", 0) + 1, "status": "running", **provenance,

@@ -111,7 +111,9 @@ def list_benchmarks() -> list[str]:
 
 
 def split_by_query(examples: list[Example], fractions: dict, seed: int) -> dict[str, list[Example]]:
-    """Assign whole queries to splits (never single pairs), shuffled by `seed`."""
+    """Assign whole queries to splits (never single pairs), shuffled by `seed`. Within a split
+    the pairs are interleaved across queries (round robin), so the first N (`--limit N`)
+    span many queries instead of exhausting one."""
     names = [k for k in fractions if k != "seed"]
     total = sum(float(fractions[k]) for k in names)
     by_query: dict[str, list[Example]] = defaultdict(list)
@@ -119,12 +121,13 @@ def split_by_query(examples: list[Example], fractions: dict, seed: int) -> dict[
         by_query[ex.query_id].append(ex)
     qids = sorted(by_query)
     random.Random(seed).shuffle(qids)
-    out: dict[str, list[Example]] = {k: [] for k in names}
+    out: dict[str, list[Example]] = {}
     start = 0
     for i, k in enumerate(names):
         end = len(qids) if i == len(names) - 1 else start + round(len(qids) * float(fractions[k]) / total)
-        for q in qids[start:end]:
-            out[k].extend(by_query[q])
+        groups = [by_query[q] for q in qids[start:end]]
+        depth = max((len(g) for g in groups), default=0)
+        out[k] = [g[j] for j in range(depth) for g in groups if j < len(g)]
         start = end
     return out
 

@@ -10,6 +10,8 @@ label line, end of sequence, stray text) get A_i. The result is clamped to +-cli
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 
@@ -84,24 +86,50 @@ def step_advantages(outcome_adv: torch.Tensor, step_rewards: torch.Tensor, corre
     return token_advantages(outcome_adv, per_step, per_seq, token_steps, clip)
 
 
+def _token_char_bounds(tokenizer, seqs: list[list[int]]) -> tuple[list[list[int]], list[str]]:
+    """For each id sequence: its decoded text and the char offsets [len(decode(ids[:j])) for j in
+    0..len(ids)]. Fast path: each distinct id is decoded once and the offsets are the running sum of
+    the pieces' lengths, used when the pieces join up to the decoded text (byte-level BPE on whole
+    characters). Otherwise (a multi-byte char split across tokens, SentencePiece spaces, WordPiece
+    '##') every prefix is decoded, as before."""
+    vocab = sorted({t for ids in seqs for t in ids})
+    piece = dict(zip(vocab, tokenizer.batch_decode([[t] for t in vocab], skip_special_tokens=True))) if vocab else {}
+    texts = list(tokenizer.batch_decode(seqs, skip_special_tokens=True))
+    bounds = []
+    for i, ids in enumerate(seqs):
+        pieces = [piece[t] for t in ids]
+        if "".join(pieces) == texts[i]:
+            bounds.append(list(itertools.accumulate(map(len, pieces), initial=0)))
+        else:
+            prefixes = tokenizer.batch_decode([ids[:j] for j in range(len(ids) + 1)], skip_special_tokens=True)
+            bounds.append([len(p) for p in prefixes])
+            texts[i] = prefixes[-1]
+    return bounds, texts
+
+
 def token_step_index(tokenizer, completion_ids: list[list[int]], step_spans: list[dict[str, tuple[int, int]]],
                      steps: tuple[str, ...], width: int) -> torch.Tensor:
     """(B, width) step index of each completion token (-1 outside every step), from the char span
     of each parsed step line. A token belongs to the step whose line holds its first visible char
-    (a whitespace-only token: its first char)."""
+    (a whitespace-only token: its first char); where spans overlap, the earliest step in `steps`."""
     out = torch.full((len(completion_ids), width), -1, dtype=torch.long)
-    for row, (ids, spans) in enumerate(zip(completion_ids, step_spans)):
-        if not spans:
-            continue
-        prefixes = tokenizer.batch_decode([ids[:j] for j in range(len(ids) + 1)], skip_special_tokens=True)
-        text = prefixes[-1]
-        for j in range(min(len(ids), width)):
-            start, end = len(prefixes[j]), len(prefixes[j + 1])
-            piece = text[start:end]
-            visible = start + len(piece) - len(piece.lstrip()) if piece.strip() else start
-            for k, step in enumerate(steps):
-                span = spans.get(step)
-                if span and span[0] <= visible < span[1]:
-                    out[row, j] = k
-                    break
+    rows = [r for r, spans in zip(range(len(completion_ids)), step_spans) if spans]
+    if not rows or width <= 0 or not steps:
+        return out
+    bounds, texts = _token_char_bounds(tokenizer, [list(completion_ids[r]) for r in rows])
+    visible = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, (b, text) in enumerate(zip(bounds, texts)):
+        vis = []
+        for j in range(min(len(b) - 1, width)):
+            start = b[j]
+            piece = text[start:b[j + 1]]
+            rest = piece.lstrip()
+            vis.append(start + len(piece) - len(rest) if rest else start)
+        visible[i, :len(vis)] = torch.tensor(vis, dtype=torch.long)
+    spans = [[step_spans[r].get(step) or (0, 0) for step in steps] for r in rows]  # (0, 0): empty, holds nothing
+    lo, hi = torch.tensor(spans, dtype=torch.long).unbind(2)  # (R, K) each
+    v = visible.unsqueeze(2)
+    inside = (v >= lo.unsqueeze(1)) & (v < hi.unsqueeze(1)) & (v >= 0)  # (R, width, K)
+    first = inside.to(torch.uint8).argmax(2)  # the first step whose span holds the char
+    out[rows] = torch.where(inside.any(2), first, torch.full_like(first, -1))
     return out
