@@ -1,10 +1,9 @@
 from types import SimpleNamespace
 
-from she_bench.config import make_config
+from she_bench.config import StageConfig, make_config
 from she_bench.data.schema import Example
 from she_bench.methods.filtering import report, select
 from she_bench.methods.she import stage_examples
-from she_bench.config import StageConfig
 
 
 def ex(i, label, tail=False):

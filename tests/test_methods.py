@@ -68,9 +68,10 @@ def _context(tmp_path, overrides):
 
 @pytest.mark.parametrize("mixing", ["verifier_first", "grm_only"])
 def test_srpo_with_zero_step_weight_reproduces_grpo_loss(tmp_path, mixing):
+    from trl import GRPOTrainer
+
     from she_bench.methods.grpo import SheGRPOTrainer
     from she_bench.methods.srpo import SRPOTrainer, build_grm, build_trainer
-    from trl import GRPOTrainer
 
     ctx, init = _context(tmp_path, ["reward.step_weight=0.0", "rl.temperature=1.5", f"reward.mixing={mixing}"])
     trainer = build_trainer(ctx, init, SRPOTrainer, grm=build_grm(ctx, init))

@@ -7,7 +7,11 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from she_bench.data.schema import ESCI_LABELS, STEPS, DataError
 from she_bench.evaluation.metrics import (
-    _cm_scores, _Encoded, _point_scores, compute_metrics, paired_bootstrap,
+    _cm_scores,
+    _Encoded,
+    _point_scores,
+    compute_metrics,
+    paired_bootstrap,
 )
 
 LABELS = list(ESCI_LABELS)  # Exact, Substitute, Complement, Irrelevant

@@ -2,7 +2,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from she_bench.data.schema import ESCI_LABELS, STEPS, Example
-from she_bench.reasoning.parser import BAD_LABEL, EMPTY, MISSING_STEPS, NO_LABEL, OK, normalize_label, parse
+from she_bench.reasoning.parser import (
+    BAD_LABEL,
+    EMPTY,
+    MISSING_STEPS,
+    NO_LABEL,
+    OK,
+    normalize_label,
+    parse,
+)
 from she_bench.reasoning.template import gold_rationale, render_prompt, render_rationale
 from she_bench.rewards.verifier import outcome_reward, step_matches, verify_steps
 

@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from she_bench.rewards.grm import hybrid_step_rewards
-from she_bench.rewards.step_advantages import group_normalize, step_advantages, token_step_index
+from she_bench.rewards.step_advantages import (
+    group_normalize,
+    step_advantages,
+    token_step_index,
+)
 
 nan = float("nan")
 S = 1 / math.sqrt(3)  # 0.57735: deviations of 2/3 and 1/3 over a sample std of sqrt(1/3)

@@ -6,12 +6,18 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
 
 from she_bench.data.cards import LOADERS, Card, split_by_query
 from she_bench.data.files import (
-    check_columns, check_split_disjoint, check_unique_ids, clip, item_understanding_text,
-    need_data_dir, need_file, slices_for, text,
+    check_columns,
+    check_split_disjoint,
+    check_unique_ids,
+    clip,
+    item_understanding_text,
+    need_data_dir,
+    need_file,
+    slices_for,
+    text,
 )
 from she_bench.data.schema import DataError, Example
 

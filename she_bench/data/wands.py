@@ -5,7 +5,13 @@ from pathlib import Path
 
 from she_bench.data.cards import LOADERS, Card
 from she_bench.data.files import (
-    check_unique_ids, clip, item_understanding_text, need_data_dir, read_csv, slices_for, text,
+    check_unique_ids,
+    clip,
+    item_understanding_text,
+    need_data_dir,
+    read_csv,
+    slices_for,
+    text,
 )
 from she_bench.data.schema import DataError, Example
 

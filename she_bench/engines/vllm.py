@@ -108,3 +108,16 @@ class VLLMEngine:
                     ents.append(topk_entropy(top))
             results.append(Generation(text=text, n_tokens=n, entropy=sum(ents) / len(ents) if ents else None))
         return results
+
+    def close(self) -> None:
+        """Stop vLLM's engine process now (otherwise it is stopped at interpreter exit)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -17,7 +17,14 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from she_bench.methods import METHODS
-from she_bench.methods.common import Context, JsonlLog, lora_config, process_state, train_and_save, trainer_args
+from she_bench.methods.common import (
+    Context,
+    JsonlLog,
+    lora_config,
+    process_state,
+    train_and_save,
+    trainer_args,
+)
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.template import gold_rationale, render_prompt

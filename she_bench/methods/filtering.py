@@ -15,7 +15,6 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
-
 from she_bench.methods.common import Context, process_state
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.runs import is_main_process, write_json

@@ -15,7 +15,14 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from she_bench.methods import METHODS
-from she_bench.methods.common import Context, JsonlLog, lora_config, process_state, train_and_save, trainer_args
+from she_bench.methods.common import (
+    Context,
+    JsonlLog,
+    lora_config,
+    process_state,
+    train_and_save,
+    trainer_args,
+)
 from she_bench.models import load_tokenizer
 from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import render_prompt

@@ -14,7 +14,14 @@ from trl import SFTConfig, SFTTrainer
 
 from she_bench.locks import file_lock
 from she_bench.methods import METHODS
-from she_bench.methods.common import Context, JsonlLog, config_hash, lora_config, train_and_save, trainer_args
+from she_bench.methods.common import (
+    Context,
+    JsonlLog,
+    config_hash,
+    lora_config,
+    train_and_save,
+    trainer_args,
+)
 from she_bench.models import cache_dir, load_model, load_tokenizer, model_hash
 from she_bench.reasoning.template import gold_rationale, render_prompt
 

@@ -16,7 +16,11 @@ from she_bench.methods import METHODS
 from she_bench.methods.common import Context, train_and_save
 from she_bench.methods.grpo import SheGRPOTrainer, build_trainer
 from she_bench.rewards.grm import GRMS, hybrid_step_rewards
-from she_bench.rewards.step_advantages import step_terms, token_advantages, token_step_index
+from she_bench.rewards.step_advantages import (
+    step_terms,
+    token_advantages,
+    token_step_index,
+)
 from she_bench.rewards.verifier import verify_steps
 
 

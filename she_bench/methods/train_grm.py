@@ -12,8 +12,8 @@ from pathlib import Path
 
 from she_bench.locks import file_lock
 from she_bench.methods.common import Context, config_hash
-from she_bench.methods.sft import run_sft
 from she_bench.methods.rollouts import sample_rollouts
+from she_bench.methods.sft import run_sft
 from she_bench.models import cache_dir, model_hash
 from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import gold_rationale

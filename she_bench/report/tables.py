@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 
 from she_bench.data.schema import STEPS
 from she_bench.evaluation.entropy import COLLAPSE_RATIO
-from she_bench.report.aggregate import COMPARE_METRICS, COMPARE_SUBSETS, LABEL_METRICS, SUMMARY_SUBSETS
+from she_bench.report.aggregate import (
+    COMPARE_METRICS,
+    COMPARE_SUBSETS,
+    LABEL_METRICS,
+    SUMMARY_SUBSETS,
+)
 
 NA = "n/a"
 _NUMERIC = re.compile(r"^(n/a|[0-9][0-9.,/ -]*)$")
