@@ -49,7 +49,7 @@ class TrainConfig:
 
     lr: float = 5e-5
     """Learning rate of the method after the warm start (RL, DPO)."""
-    max_steps: int = 60
+    max_steps: int = 40
     """Optimizer steps of the method after the warm start (the RL budget)."""
     prompts_per_step: int = 8
     """Prompts per optimizer step; RL methods sample rl.group_size completions for each."""
@@ -66,7 +66,7 @@ class TrainConfig:
     dpo_beta: float = 0.1
     dpo_samples: int = 4
     """DPO: completions sampled per train prompt from the warm start to build preference pairs."""
-    dpo_max_pairs: int = 480
+    dpo_max_pairs: int = 320
     """DPO: pairs kept (one per prompt at most), so its budget is comparable to the RL runs."""
 
 
@@ -128,7 +128,7 @@ class FilterConfig:
     enabled: bool = False
     rollouts: int = 4
     """Rollouts per prompt to estimate its pass rate and its distinct reasoning paths."""
-    max_prompts: int = 1200
+    max_prompts: int = 600
     """Prompts scored (a seeded sample of the train split) before filtering."""
     pass_band: list[float] = field(default_factory=lambda: [0.01, 0.9])
     """Keep prompts whose pass rate lies in [low, high]: drops the always-right and always-wrong ones."""
