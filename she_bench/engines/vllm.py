@@ -67,8 +67,8 @@ class VLLMEngine:
             import torch
 
             enforce_eager = not torch.cuda.is_available()
-        kwargs = dict(model=self.model_path, tokenizer=self.model_path, dtype=dtype, seed=seed,
-                      enforce_eager=enforce_eager, max_logprobs=max(logprob_k, 20))
+        kwargs = {"model": self.model_path, "tokenizer": self.model_path, "dtype": dtype, "seed": seed,
+                  "enforce_eager": enforce_eager, "max_logprobs": max(logprob_k, 20)}
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         self.llm = vllm.LLM(**kwargs, **llm_kwargs)
