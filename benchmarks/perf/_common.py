@@ -19,7 +19,6 @@ import datetime
 import platform
 import statistics
 import tempfile
-from pathlib import Path
 
 import torch
 
