@@ -89,7 +89,15 @@ class RLConfig:
     tail_weight: float = 1.0
     """Sampling weight of tail training prompts relative to head ones."""
     min_group_std: float = 0.0
-    """Online filter: a group whose outcome-reward std is <= this gets zero advantage (counted in the log)."""
+    """Online filter: a group whose outcome-reward std is below this gets zero advantage (counted in the log)."""
+    use_vllm: bool = False
+    """GPU only: GRPO/SRPO rollouts through TRL's vLLM support (the `vllm` extra)."""
+    vllm_mode: str = "colocate"
+    """colocate (vLLM inside the training processes) or server (`trl vllm-serve --model <warm start>`)."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """colocate: share of each GPU's memory given to vLLM."""
+    vllm_server_base_url: str | None = None
+    """server: e.g. http://localhost:8000 (None: TRL's default host and port)."""
 
 
 @dataclass
@@ -183,9 +191,12 @@ class Config:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Identifies a run: every field except where its outputs go."""
+        """Identifies a run: every field except where its outputs go and how rollouts are
+        executed (like the device or the number of processes, those are recorded in the manifest)."""
         d = self.to_dict()
         d.pop("output_dir")
+        for key in [k for k in d["rl"] if k.endswith("vllm") or k.startswith("vllm_")]:
+            d["rl"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

