@@ -32,3 +32,15 @@ def isolated_caches():
     for key in added:
         os.environ.pop(key, None)
     shutil.rmtree(_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads slow tiny models ~100x
+    whenever another process is busy; one thread is as fast for toy models when the machine is idle."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from she_bench.cli import main
 from she_bench.data.cards import Card, find_card, load_benchmark
@@ -23,16 +22,6 @@ LIMIT = 24
 ARGS = ["eval.batch_size=8", "eval.max_new_tokens=24", "eval.bootstrap=50"]
 RECORD_KEYS = {"id", "query_id", "query", "slices", "gold", "pred", "status", "format_valid", "judgment",
                "steps", "step_verdicts", "entropy", "n_tokens", "text"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads slow tiny models ~100x
-    whenever another process is busy; one thread is as fast for toy models when the machine is idle."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def eval_argv(out: Path, limit: int = LIMIT) -> list[str]:

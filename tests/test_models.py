@@ -14,16 +14,6 @@ from she_bench.engines.hf import TransformersEngine, token_entropy
 from she_bench.reasoning.template import gold_rationale, render_prompt
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two OpenMP threads slow tiny models ~100x
-    whenever another process is busy; one thread is as fast for toy models when the machine is idle."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def toyshop():
     return load_benchmark("toyshop")
