@@ -83,7 +83,8 @@ def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list, list | No
         err = None if yerr is None else np.nan_to_num(np.array(yerr, dtype=float))
         ax.bar(x - 0.4 + width * (i + 0.5), h, width, yerr=err, label=label,
                color=colors.get(label), capsize=2, error_kw={"linewidth": 0.8})
-    ax.set_xticks(x, groups)
+    long_labels = len(groups) > 4 and max((len(str(g)) for g in groups), default=0) > 6
+    ax.set_xticks(x, groups, rotation=35 if long_labels else 0, ha="right" if long_labels else "center")
     ax.set_ylim(0, 1.05)
 
 
