@@ -93,7 +93,7 @@ def cmd_eval(args) -> int:
     run = Run(cfg, bench.name)
     if run.is_done():
         print(f"already done: {run.path}")
-        print(json.dumps(json.loads((run.path / "metrics.json").read_text())["overall"], indent=1)[:2000])
+        _print_summary(run.path, json.loads((run.path / "metrics.json").read_text()))
         return 0
     model_path = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
     run.start(data_hash=bench.data_hash(), model_path=str(model_path), model_hash=model_hash(model_path),
