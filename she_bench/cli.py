@@ -82,20 +82,31 @@ def toy_corpus(bench) -> list[str]:
     return [render_prompt(ex, bench.labels) + gold_rationale(ex) for ex in bench.splits["train"]]
 
 
-def cmd_eval(args) -> int:
+def _open_run(cfg):
+    """(benchmark, run, model folder) for a run still to do; None (after printing its summary)
+    when the run is already done."""
     from she_bench.data.cards import load_benchmark
-    from she_bench.evaluation.evaluate import evaluate
-    from she_bench.models import model_hash, resolve_model
+    from she_bench.models import resolve_model
     from she_bench.runs import Run
 
-    cfg = config_from_args(args, "eval")
     bench = load_benchmark(cfg.benchmark, cfg.data_dir)
     run = Run(cfg, bench.name)
     if run.is_done():
         print(f"already done: {run.path}")
         _print_summary(run.path, json.loads((run.path / "metrics.json").read_text()))
+        return None
+    return bench, run, resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+
+
+def cmd_eval(args) -> int:
+    from she_bench.evaluation.evaluate import evaluate
+    from she_bench.models import model_hash
+
+    cfg = config_from_args(args, "eval")
+    opened = _open_run(cfg)
+    if opened is None:
         return 0
-    model_path = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+    bench, run, model_path = opened
     run.start(data_hash=bench.data_hash(), model_path=str(model_path), model_hash=model_hash(model_path),
               engine=cfg.engine, device=_device(), command=args.argv)
     t0 = time.time()
@@ -107,25 +118,21 @@ def cmd_eval(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from she_bench.data.cards import load_benchmark
     from she_bench.evaluation.entropy import training_entropy
     from she_bench.evaluation.evaluate import evaluate
     from she_bench.methods import get_method
     from she_bench.methods.common import Context, process_state
     from she_bench.methods.sft import warm_start
-    from she_bench.models import model_hash, resolve_model
-    from she_bench.runs import Run, is_main_process, read_jsonl, write_json
+    from she_bench.models import model_hash
+    from she_bench.runs import is_main_process, read_jsonl, write_json
 
     cfg = config_from_args(args, args.method, recipe=args.method)
     process_state()  # joins the process group when launched data-parallel
     train = get_method(cfg.method)
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
-    run = Run(cfg, bench.name)
-    if run.is_done():
-        print(f"already done: {run.path}")
-        _print_summary(run.path, json.loads((run.path / "metrics.json").read_text()))
+    opened = _open_run(cfg)
+    if opened is None:
         return 0
-    base = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+    bench, run, base = opened
     run.start(data_hash=bench.data_hash(), base_model=str(base), base_model_hash=model_hash(base),
               engine=cfg.engine, device=_device(), command=args.argv)
     ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)

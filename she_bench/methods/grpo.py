@@ -39,13 +39,14 @@ class OutcomeReward:
     def __init__(self, examples, labels: list[str], ordinal_credit: float = 0.0):
         self.by_id = {ex.id: ex for ex in examples}
         self.labels, self.ordinal_credit = labels, ordinal_credit
-        self.last_examples, self.last_parsed = [], []
+        self.last_examples, self.last_parsed, self.last_rewards = [], [], []
 
     def __call__(self, prompts, completions, example_id, **_):
         self.last_examples = [self.by_id[i] for i in example_id]
         self.last_parsed = [parse(c, self.labels) for c in completions]
-        return [outcome_reward(ex.label, p.label, self.labels, self.ordinal_credit)
-                for ex, p in zip(self.last_examples, self.last_parsed)]
+        self.last_rewards = [outcome_reward(ex.label, p.label, self.labels, self.ordinal_credit)
+                             for ex, p in zip(self.last_examples, self.last_parsed)]
+        return self.last_rewards
 
 
 def rl_dataset(ctx: Context, tokenizer, examples=None) -> Dataset:
@@ -81,16 +82,12 @@ class SheGRPOTrainer(GRPOTrainer):
     def _group_filter(self) -> torch.Tensor:
         """(B_local,) 1/0: 0 for rollouts in groups whose outcome-reward std is below rl.min_group_std."""
         g = self.num_generations
-        rewards = torch.tensor(self._last_rewards(), device=self.accelerator.device)
+        rewards = torch.tensor(self.outcome.last_rewards, device=self.accelerator.device)
         everyone = self.accelerator.gather(rewards)
         std = everyone.view(-1, g).std(1) if g > 1 else torch.zeros(len(everyone) // g)
         keep = (std >= self.ctx.cfg.rl.min_group_std).float() if self.ctx.cfg.rl.min_group_std > 0 else torch.ones_like(std)
         self._log("skipped_groups", float((keep == 0).sum()))
         return keep.repeat_interleave(g)[self._local_slice(len(rewards))]
-
-    def _last_rewards(self) -> list[float]:
-        o = self.outcome
-        return [outcome_reward(ex.label, p.label, o.labels, o.ordinal_credit) for ex, p in zip(o.last_examples, o.last_parsed)]
 
     def _local_slice(self, n_local: int) -> slice:
         i = self.accelerator.process_index

@@ -50,7 +50,7 @@ class SRPOTrainer(SheGRPOTrainer):
         cfg = self.ctx.cfg.reward
         device = self.accelerator.device
         local = self.step_rewards().to(device)
-        correct = torch.tensor([r >= 1.0 for r in self._last_rewards()], device=device)
+        correct = torch.tensor([r >= 1.0 for r in self.outcome.last_rewards], device=device)
         # group statistics need whole groups, which may span processes
         everyone, everyone_correct = self.accelerator.gather(local), self.accelerator.gather(correct)
         per_step, per_seq = step_terms(everyone, everyone_correct, self.num_generations, cfg.step_weight,
