@@ -120,7 +120,10 @@ def cmd_eval(args) -> int:
 def cmd_run(args) -> int:
     from she_bench.evaluation.entropy import training_entropy
     from she_bench.evaluation.evaluate import evaluate
+    from she_bench.evaluation.grm_quality import grm_agreement
     from she_bench.methods import get_method
+    from she_bench.methods.srpo import build_grm, uses_grm
+    from she_bench.rewards.grm import grm_label
     from she_bench.methods.common import Context, process_state
     from she_bench.methods.sft import warm_start
     from she_bench.models import model_hash
@@ -137,7 +140,7 @@ def cmd_run(args) -> int:
               engine=cfg.engine, device=_device(), command=args.argv)
     ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
     t0 = time.time()
-    init = warm_start(ctx)
+    init = ctx.warm_start = warm_start(ctx)
     run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
     t1 = time.time()
     final = train(ctx, init)
@@ -147,6 +150,13 @@ def cmd_run(args) -> int:
     t2 = time.time()
     metrics = evaluate(run, bench, final)
     metrics["training_entropy"] = training_entropy(read_jsonl(run.path / "train_log.jsonl"))
+    if uses_grm(cfg):  # how well the run's GRM judged the final policy's own test outputs
+        r = cfg.reward
+        grm = build_grm(ctx, init, seed_offset=1)
+        examples = {ex.id: ex for ex in bench.splits[cfg.eval.split]}
+        metrics["grm_agreement"] = grm_agreement(grm, examples, read_jsonl(run.path / "predictions.jsonl"),
+                                                 bench.labels, grm_label(r.grm, r.grm_error_rate, r.grm_model))
+        metrics["overall"]["step_accuracy_grm"] = metrics["grm_agreement"]["step_accuracy_grm"]
     write_json(run.path / "metrics.json", metrics)
     run.update(eval_seconds=round(time.time() - t2, 1), total_seconds=round(time.time() - t0, 1))
     run.finish()

@@ -85,11 +85,13 @@ class RLConfig:
     """TRL loss aggregation: grpo, bnpo, dr_grpo, dapo."""
     scale_rewards: str = "group"
     advantage_clip: float | None = 2.0
-    """Clamp advantages to +-this (GRPO and SRPO alike), None to disable."""
+    """Clamp the outcome advantage to +-this (GRPO and SRPO alike), None to disable. SRPO's step term is
+    bounded by the same value separately, so a clamped outcome advantage cannot erase it."""
     tail_weight: float = 1.0
     """Sampling weight of tail training prompts relative to head ones."""
     min_group_std: float = 0.0
-    """Online filter: a group whose outcome-reward std is below this gets zero advantage (counted in the log)."""
+    """Online filter: a group whose outcome-reward std is below this leaves the batch: zero advantage and no
+    tokens in the loss normaliser (dapo, bnpo); counted in the log."""
     use_vllm: bool = False
     """GPU only: GRPO/SRPO rollouts through TRL's vLLM support (the `vllm` extra)."""
     vllm_mode: str = "colocate"
@@ -106,12 +108,26 @@ class RewardConfig:
 
     ordinal_credit: float = 0.0
     """Outcome reward for a label one grade off (0: exact label only)."""
+    format: str = "gate"
+    """gate: outcome reward 0 unless all five steps are present and non-empty, the label parses and the
+    judgment step names the same label; penalty: reward.format_penalty subtracted from a malformed output;
+    off: the label alone decides (gameable: a policy may drop its reasoning and keep the reward)."""
+    format_penalty: float = 0.5
+    """penalty mode: subtracted from the outcome reward of a malformed output."""
+    class_weights: str = "none"
+    """none, or balanced: each rollout's advantage is multiplied by N / (classes x N_gold-class) over the RL
+    prompts, so rare labels weigh as much as common ones (applied to the advantage, not the reward, so
+    group scaling cannot divide it out)."""
     grm: str = "oracle"
     """Generative stepwise reward model: oracle, generative or judge."""
     grm_error_rate: float = 0.1
     """oracle GRM: probability of flipping each ground-truth verdict."""
     grm_model: str | None = None
-    """judge GRM: the model that judges (a model name or folder); generative GRM: trained when None."""
+    """judge GRM: the model that judges (None: the warm start); generative GRM: a trained GRM folder (None: train one
+    from the warm start)."""
+    grm_answers: list[str] | None = None
+    """The GRM's two answers, "step right" then "step wrong"; each must be one token of the GRM's tokenizer
+    (None: " +" and " -" for generative, " yes" and " no" for judge)."""
     grm_epochs: float = 2.0
     grm_rollouts: int = 2
     """generative GRM: sampled rollouts per train prompt that the verifier labels for its training."""
@@ -121,8 +137,14 @@ class RewardConfig:
     """weighted mixing: weight of the verifier where both score a step."""
     verifier_steps: list[str] | None = None
     """Steps the verifier may score (None: every step the card annotates)."""
+    judgment_step_reward: bool = False
+    """Also give the relevance-judgment step a step reward. Off by default: the outcome reward (and the format
+    gate, which makes the judgment name the final label) already pays for it."""
     step_weight: float = 0.5
     """lambda: weight of the step advantage added to the outcome advantage (0 reproduces GRPO)."""
+    step_min_std: float = 0.1
+    """A step whose rewards spread less than this (std within the group) carries no signal: near-identical
+    GRM scores are not blown up into unit-size advantages."""
     critical_weight: float = 2.0
     """w_crit: weight of critical steps (first wrong step of a wrong rollout, a right step where most erred)."""
     scalar: bool = False
@@ -134,8 +156,9 @@ class FilterConfig:
     """Diversified data filtering before RL, from N rollouts of the warm start per prompt."""
 
     enabled: bool = False
-    rollouts: int = 4
-    """Rollouts per prompt to estimate its pass rate and its distinct reasoning paths."""
+    rollouts: int = 8
+    """Rollouts per prompt to estimate its pass rate and its distinct reasoning paths (with fewer than 8 a
+    pass band of [0.01, 0.9] cannot tell a 1-in-8 prompt from an always-wrong one)."""
     max_prompts: int = 600
     """Prompts scored (a seeded sample of the train split) before filtering."""
     pass_band: list[float] = field(default_factory=lambda: [0.01, 0.9])
@@ -143,7 +166,8 @@ class FilterConfig:
     stratum: str = "label"
     """What keeps the kept set diverse: label, category or query_type."""
     stratum_cap: float = 0.4
-    """No stratum may exceed this share of the kept set."""
+    """No stratum may exceed this share of the final kept set. With fewer non-empty strata than 1/cap the
+    cap cannot hold; it becomes 1/strata (equal shares at most), recorded in filter_report.json."""
     prefer_diverse: bool = True
     """Within a stratum, keep prompts with more distinct step-verdict patterns first."""
 

@@ -27,6 +27,11 @@ from transformers import (
 from she_bench.locks import file_lock
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+# The generative GRM's answers: single tokens, so its P(" +") against P(" -") compares two different tokens
+# (byte-level BPE alone would split both into the same "Ġ" plus one character).
+GRM_ANSWER_TOKENS = (" +", " -")
+TOY_BUILD = 2
+"""Bumped whenever a toy model or tokenizer is built differently, so older cached builds are not reused."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ def cache_dir() -> Path:
 
 
 def train_toy_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token=SPECIAL["unk_token"]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -62,13 +67,14 @@ def train_toy_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    tok.add_tokens([AddedToken(t, normalized=False) for t in GRM_ANSWER_TOKENS])
     return PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
 
 
 def toy_model_dir(name: str, corpus: list[str], seed: int) -> Path:
     """Build (or find in the cache) the named toy model for a corpus; returns its folder."""
     spec = TOY_MODELS[name]
-    digest = hashlib.sha256(json.dumps([name, spec.__dict__, seed, corpus], sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps([name, spec.__dict__, seed, corpus, TOY_BUILD], sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir() / "models" / f"{name}-{digest}"
     with file_lock(out):
         if not (out / "model.safetensors").exists():

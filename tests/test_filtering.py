@@ -2,7 +2,7 @@ from types import SimpleNamespace
 
 from she_bench.config import StageConfig, make_config
 from she_bench.data.schema import Example
-from she_bench.methods.filtering import report, select
+from she_bench.methods.filtering import report, select, stratum_quota
 from she_bench.methods.she import stage_examples
 
 
@@ -21,15 +21,38 @@ def test_band_and_stratum_cap_with_diverse_first():
             {"id": "e4", "pass_rate": 0.5, "paths": 2}, {"id": "e5", "pass_rate": 0.0, "paths": 1},
             {"id": "e6", "pass_rate": 1.0, "paths": 1}, {"id": "e7", "pass_rate": 0.5, "paths": 1}]
     kept, decisions = select(ctx, rows)
-    # in band: e0 e1 e2 e3 e7 (Exact) and e4 (Irrelevant) = 6; cap floor(0.4 * 6) = 2 Exact, the most diverse
-    assert sorted(kept) == ["e1", "e2", "e4"]
+    # in band: e0 e1 e2 e3 e7 (Exact) and e4 (Irrelevant). Two strata cannot meet a 0.4 cap, so it becomes
+    # 1/2: one Exact (the most diverse, e1) beside the one Irrelevant.
+    assert sorted(kept) == ["e1", "e4"]
     by = {d["id"]: d["decision"] for d in decisions}
     assert by["e5"] == "dropped: too hard" and by["e6"] == "dropped: too easy"
-    assert by["e0"] == by["e3"] == by["e7"] == "dropped: stratum cap"
-    rep = report(decisions)
-    assert rep["by_reason"] == {"kept": 3, "dropped: stratum cap": 3, "dropped: too hard": 1, "dropped: too easy": 1}
-    assert rep["by_stratum"]["Exact"] == {"kept": 2, "dropped: stratum cap": 3}
+    assert by["e0"] == by["e2"] == by["e3"] == by["e7"] == "dropped: stratum cap"
+    rep = report(decisions, cap=0.4)
+    assert rep["by_reason"] == {"kept": 2, "dropped: stratum cap": 4, "dropped: too hard": 1, "dropped: too easy": 1}
+    assert rep["by_stratum"]["Exact"] == {"kept": 1, "dropped: stratum cap": 4}
     assert rep["by_slice"]["tail"] == {"kept": 1}
+    assert rep["keep_rate_by_stratum"]["Exact"] == 0.2 and rep["keep_rate_by_slice"]["tail"] == 1.0
+    assert rep["stratum_cap"] == 0.4 and rep["stratum_cap_effective"] == 0.5
+
+
+def test_stratum_cap_holds_on_the_kept_set():
+    labels = ["Exact"] * 30 + ["Substitute"] * 12 + ["Irrelevant"] * 5 + ["Complement"] * 3
+    examples = [ex(i, lab) for i, lab in enumerate(labels)]
+    cfg = make_config(None, {"filter": {"enabled": True, "pass_band": [0.0, 1.0], "stratum_cap": 0.4}})
+    kept, _ = select(SimpleNamespace(cfg=cfg, train_examples=examples),
+                     [{"id": e.id, "pass_rate": 0.5, "paths": 1} for e in examples])
+    counts = {lab: sum(examples[int(i[1:])].label == lab for i in kept) for lab in set(labels)}
+    assert max(counts.values()) <= 0.4 * len(kept)
+    # the largest such set: every stratum keeps min(size, m) for the largest m that meets the cap
+    assert counts == {"Exact": 13, "Substitute": 12, "Irrelevant": 5, "Complement": 3}  # 13 <= 0.4 * 33
+
+
+def test_stratum_quota_by_hand():
+    assert stratum_quota({"a": 10, "b": 10, "c": 10}, 0.4) == {"a": 10, "b": 10, "c": 10}
+    assert stratum_quota({"a": 10, "b": 2, "c": 2}, 0.5) == {"a": 4, "b": 2, "c": 2}
+    assert stratum_quota({"a": 10, "b": 1}, 0.4) == {"a": 1, "b": 1}  # two strata: equal shares at most
+    assert stratum_quota({"a": 7}, 0.4) == {"a": 7}  # one stratum: the cap cannot apply
+    assert stratum_quota({}, 0.4) == {}
 
 
 def test_stage_selection_by_slice_and_pass_rate():

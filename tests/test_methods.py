@@ -44,12 +44,19 @@ def test_method_runs_end_to_end(tmp_path, method):
                                                 "clip_ratio", "completion_length", "parse_failure_rate"))
     if method == "srpo":
         assert any(k.startswith("step_reward/") for k in main_steps[0])
+        grm = metrics["grm_agreement"]
+        # (a tiny warm start writes few parsable steps, so n may be small; the numbers are checked in test_rewards)
+        assert grm["grm"] == "oracle (error 0.1)" and grm["overall"]["n"] >= 0
+        assert set(grm["steps"]) == set(metrics["overall"]["step_accuracy"])
+    else:
+        assert "grm_agreement" not in metrics
     # a finished run is not redone
     assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
     assert json.loads((path / "manifest.json").read_text())["attempts"] == 1
 
 
-def _context(tmp_path, overrides):
+def make_context(tmp_path, overrides):
+    """A context (srpo recipe, tiny card) and its warm start, for tests that build trainers directly."""
     from she_bench.cli import toy_corpus
     from she_bench.config import make_config, parse_overrides
     from she_bench.data.cards import load_benchmark
@@ -63,7 +70,8 @@ def _context(tmp_path, overrides):
     run = Run(cfg, bench.name)
     run.path.mkdir(parents=True)
     ctx = Context(cfg=cfg, bench=bench, run=run, base_model=resolve_model(cfg.model, toy_corpus(bench), cfg.seed))
-    return ctx, warm_start(ctx)
+    ctx.warm_start = warm_start(ctx)
+    return ctx, ctx.warm_start
 
 
 @pytest.mark.parametrize("mixing", ["verifier_first", "grm_only"])
@@ -73,7 +81,7 @@ def test_srpo_with_zero_step_weight_reproduces_grpo_loss(tmp_path, mixing):
     from she_bench.methods.grpo import SheGRPOTrainer
     from she_bench.methods.srpo import SRPOTrainer, build_grm, build_trainer
 
-    ctx, init = _context(tmp_path, ["reward.step_weight=0.0", "rl.temperature=1.5", f"reward.mixing={mixing}"])
+    ctx, init = make_context(tmp_path, ["reward.step_weight=0.0", "rl.temperature=1.5", f"reward.mixing={mixing}"])
     trainer = build_trainer(ctx, init, SRPOTrainer, grm=build_grm(ctx, init))
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); here we call the loss directly
@@ -126,7 +134,7 @@ def test_killed_run_resumes_from_last_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("extra", [
     ["train.lora=true", "train.lora_r=4", "reward.grm=generative", "reward.grm_rollouts=1", "reward.grm_epochs=1"],
-    ["reward.grm=judge", "reward.mixing=weighted"],
+    ["reward.grm=judge", "reward.mixing=weighted", 'reward.grm_answers=[" +", " -"]'],
 ])
 def test_srpo_variants_run(tmp_path, extra):
     assert main(["run", "--method", "srpo", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, *extra]) == 0
@@ -135,6 +143,15 @@ def test_srpo_variants_run(tmp_path, extra):
     assert any(k.startswith("step_reward/") for r in log if r["stage"] == "main" for k in r)
     if "reward.grm=generative" in extra:
         assert any(r["stage"] == "grm" for r in log)  # the GRM was trained in this run
+    grm = json.loads((path / "metrics.json").read_text())["grm_agreement"]
+    assert grm["grm"] in ("generative (trained)", "judge (warm start)") and "recall_wrong" in grm["overall"]
+
+
+def test_judge_whose_answers_are_not_single_tokens_is_refused(tmp_path, capsys):
+    # the toy tokenizers split " yes" / " no" into several tokens: a clear error, not P = 0.5 everywhere
+    code = main(["run", "--method", "srpo", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, "reward.grm=judge"])
+    assert code == 2
+    assert "two distinct single tokens" in capsys.readouterr().err
 
 
 ABLATIONS = sorted(p.stem for p in (Path(__file__).parents[1] / "baselines" / "ablations").glob("*.yaml"))

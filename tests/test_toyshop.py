@@ -135,3 +135,23 @@ def test_rare_types_rare_in_train(data):
     assert types["plain"] > types["attribute"] > types["brand"] > max(types[t] for t in RARE)
     tail_share = sum("tail" in e.slices for e in data["train"]) / len(data["train"])
     assert 0.15 < tail_share < 0.35
+
+
+def test_no_dev_or_test_pair_repeats_a_train_pair(data):
+    train = {(ex.query, ex.item["title"]) for ex in data["train"]}
+    for split in ("dev", "test"):
+        assert not [ex.id for ex in data[split] if (ex.query, ex.item["title"]) in train], split
+    assert len(data["dev"]) == 300 and len(data["test"]) == 2000  # sizes kept
+
+
+def test_data_card_reports_overlap_with_train():
+    from she_bench.data.cards import load_benchmark
+    from she_bench.data.describe import describe, format_card
+
+    card = describe(load_benchmark("toyshop"))
+    test = card["splits"]["test"]["overlap_with_train"]
+    assert test["pairs_identical"] == 0
+    assert 0 < test["query_strings_seen"] < test["query_strings"]
+    assert 0 < test["pairs_with_seen_query_share"] < 1
+    assert "overlap_with_train" not in card["splits"]["train"]
+    assert "identical (query, item) pairs" in format_card(card)

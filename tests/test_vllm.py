@@ -84,7 +84,7 @@ def test_greedy_parity_with_transformers(tmp_path):
     from she_bench.data.cards import load_benchmark
     from she_bench.engines import build_engine
     from she_bench.engines.hf import TransformersEngine
-    from she_bench.evaluation.evaluate import score_output
+    from she_bench.rewards.verifier import score_output
     from she_bench.models import resolve_model
     from she_bench.reasoning.template import render_prompt
 

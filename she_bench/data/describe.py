@@ -18,7 +18,24 @@ def describe(bench: Benchmark) -> dict:
             "query_types_by_query": dict(sorted(Counter({ex.query_id: ex.query_type for ex in exs}.values()).items())),
             "slices": dict(sorted(Counter(s for ex in exs for s in ex.slices).items())),
         }
+    train = bench.splits.get("train", [])
+    train_queries = {ex.query for ex in train}
+    train_pairs = {(ex.query, _item_key(ex)) for ex in train}
+    for name, exs in bench.splits.items():
+        if name == "train" or not exs:
+            continue
+        queries = {ex.query for ex in exs}
+        out["splits"][name]["overlap_with_train"] = {
+            "pairs_identical": sum((ex.query, _item_key(ex)) in train_pairs for ex in exs),
+            "query_strings_seen": len(queries & train_queries),
+            "query_strings": len(queries),
+            "pairs_with_seen_query_share": round(sum(ex.query in train_queries for ex in exs) / len(exs), 4),
+        }
     return out
+
+
+def _item_key(ex) -> str:
+    return ex.item.get("title") or repr(sorted(ex.item.items()))
 
 
 def format_card(card: dict) -> str:
@@ -29,4 +46,9 @@ def format_card(card: dict) -> str:
         lines.append("  labels:      " + ", ".join(f"{k} {v:,}" for k, v in s["labels"].items()))
         lines.append("  query types: " + ", ".join(f"{k} {v:,}" for k, v in s["query_types_by_query"].items()) + " (queries)")
         lines.append("  slices:      " + ", ".join(f"{k} {v:,}" for k, v in s["slices"].items()) + " (pairs)")
+        if "overlap_with_train" in s:
+            o = s["overlap_with_train"]
+            lines.append(f"  vs train:    {o['pairs_identical']:,} identical (query, item) pairs; "
+                         f"{o['query_strings_seen']:,} of {o['query_strings']:,} query strings seen in train "
+                         f"({o['pairs_with_seen_query_share']:.1%} of pairs)")
     return "\n".join(lines)

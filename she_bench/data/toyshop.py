@@ -337,8 +337,9 @@ def make_example(ex_id: str, query_id: str, q: Query, item: Item, world: World) 
 class _SplitWriter:
     """Adds queries with 2-4 distinct items each to one split, up to a number of examples."""
 
-    def __init__(self, name: str, world: World, rng: random.Random):
+    def __init__(self, name: str, world: World, rng: random.Random, exclude: frozenset = frozenset()):
         self.name, self.world, self.rng = name, world, rng
+        self.exclude = exclude  # (query, title) pairs of another split that this one must not repeat
         self.examples: list[Example] = []
         self.n_queries = 0
 
@@ -352,8 +353,10 @@ class _SplitWriter:
             for _ in range(min(self.rng.randint(2, 4), target - len(self.examples))):
                 for _try in range(20):
                     item = sample_item(self.rng, q, self.world.label_weights)
-                    if item.title not in titles:
+                    if item.title not in titles and (q.text, item.title) not in self.exclude:
                         break
+                else:
+                    continue  # no fresh item for this query: fewer items rather than a repeated pair
                 titles.add(item.title)
                 self.examples.append(make_example(f"toyshop-{self.name}-{len(self.examples):05d}", qid, q, item, self.world))
 
@@ -371,13 +374,17 @@ def generate(seed: int = 0, n_train: int = 3000, n_dev: int = 300, n_test_head: 
 
     out = {}
     # Each split has its own stream, so changing one split's size leaves the others alone.
+    # No dev or test (query, item) pair repeats a train pair: evaluation never scores a memorised pair.
+    seen: frozenset = frozenset()
     for name, n in (("train", n_train), ("dev", n_dev)):
         rng = random.Random(f"toyshop:{seed}:{name}")
-        w = _SplitWriter(name, world, rng)
+        w = _SplitWriter(name, world, rng, exclude=seen)
         w.fill(n, lambda: draw(rng, lambda q: not world.is_heldout(q)))
         out[name] = w.examples
+        if name == "train":
+            seen = frozenset((ex.query, ex.item["title"]) for ex in w.examples)
     rng = random.Random(f"toyshop:{seed}:test")
-    w = _SplitWriter("test", world, rng)
+    w = _SplitWriter("test", world, rng, exclude=seen)
     w.fill(n_test_head, lambda: draw(rng, lambda q: not world.is_tail(q)))
     n_unseen = round(unseen_share * n_test_tail) if world.heldout else 0
     def unseen() -> Query:

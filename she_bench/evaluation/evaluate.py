@@ -11,22 +11,11 @@ from pathlib import Path
 from she_bench.data.cards import Benchmark
 from she_bench.engines import build_engine
 from she_bench.evaluation.metrics import compute_metrics
-from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import render_prompt
-from she_bench.rewards.verifier import verify_steps
+from she_bench.rewards.verifier import score_output
 from she_bench.runs import Run, read_jsonl, write_json
 
 CHUNK = 256
-
-
-def score_output(ex, text: str, labels: list[str]) -> dict:
-    """Parse and verify one model output (shared by evaluation and RL rewards)."""
-    parsed = parse(text, labels)
-    return {
-        "pred": parsed.label, "status": parsed.status, "format_valid": parsed.valid,
-        "judgment": parsed.judgment, "steps": parsed.steps,
-        "step_verdicts": verify_steps(ex, parsed, labels),
-    }
 
 
 def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, progress: bool = True) -> dict:

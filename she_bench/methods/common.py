@@ -36,6 +36,8 @@ class Context:
     examples: list[Example] | None = None
     """The train prompts this method sees (None: the whole train split); set by filtering and curricula."""
     checkpoint_dir: Path | None = None
+    warm_start: Path | None = None
+    """The shared warm start: every stage's KL reference, the default judge and the generative GRM's base."""
 
     @property
     def train_examples(self) -> list[Example]:

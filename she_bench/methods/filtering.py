@@ -4,13 +4,16 @@ From `filter.rollouts` samples of the warm start per prompt: the prompt's pass r
 samples with the gold label) and its number of distinct reasoning paths (distinct patterns of
 step verdicts). Kept: prompts whose pass rate is inside `filter.pass_band`; then, so the kept
 set stays diverse, no stratum (gold label, category or query type) may exceed
-`filter.stratum_cap` of it, prompts with more distinct paths kept first. What was kept and
-dropped, and why, is written to filter_report.json and filter_decisions.jsonl.
+`filter.stratum_cap` of the final kept set, prompts with more distinct paths kept first. The
+cap is met by water-filling: every stratum keeps min(its size, m) prompts for the largest m
+at which the biggest stratum is still within the cap of the total. With fewer non-empty strata
+than 1/cap no kept set can meet the cap, so it becomes 1/strata (equal shares at most). What
+was kept and dropped, and why, with keep rates per stratum and slice, is written to
+filter_report.json and filter_decisions.jsonl.
 """
 from __future__ import annotations
 
 import json
-import math
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -65,20 +68,36 @@ def select(ctx: Context, rows: list[dict]) -> tuple[list[str], list[dict]]:
             d["decision"] = "kept"
             in_band[d["stratum"]].append(d)
         decisions.append(d)
-    total = sum(len(v) for v in in_band.values())
-    cap = max(1, math.floor(f.stratum_cap * total))
+    per_stratum = stratum_quota({k: len(v) for k, v in in_band.items()}, f.stratum_cap)
     rng = random.Random(ctx.cfg.seed)
-    for members in in_band.values():
+    for name, members in in_band.items():
         rng.shuffle(members)
         if f.prefer_diverse:
             members.sort(key=lambda d: -d["paths"])  # stable: random order within equal diversity
-        for d in members[cap:]:
+        for d in members[per_stratum[name]:]:
             d["decision"] = "dropped: stratum cap"
     kept = [d["id"] for d in decisions if d["decision"] == "kept"]
     return kept, decisions
 
 
-def report(decisions: list[dict]) -> dict:
+def effective_cap(sizes: dict[str, int], cap: float) -> float:
+    """The cap, or 1/strata where fewer non-empty strata than 1/cap make the cap impossible."""
+    strata = sum(n > 0 for n in sizes.values())
+    return max(cap, 1.0 / strata) if strata else cap
+
+
+def stratum_quota(sizes: dict[str, int], cap: float) -> dict[str, int]:
+    """How many prompts each stratum keeps: min(size, m) for the largest m such that no stratum
+    exceeds `effective_cap` of the kept total (the largest kept set that meets the cap)."""
+    cap = effective_cap(sizes, cap)
+    for m in range(max(sizes.values(), default=0), 0, -1):
+        quota = {k: min(n, m) for k, n in sizes.items()}
+        if max(quota.values()) <= cap * sum(quota.values()) + 1e-9:
+            return quota
+    return {k: 0 for k in sizes}
+
+
+def report(decisions: list[dict], cap: float | None = None) -> dict:
     out = {"scored": len(decisions), "kept": sum(d["decision"] == "kept" for d in decisions),
            "by_reason": dict(Counter(d["decision"] for d in decisions)), "by_stratum": {}, "by_slice": {}}
     for key, field in (("by_stratum", "stratum"), ("by_slice", "slice")):
@@ -86,6 +105,13 @@ def report(decisions: list[dict]) -> dict:
         for d in decisions:
             groups[d[field]][d["decision"]] += 1
         out[key] = {k: dict(v) for k, v in sorted(groups.items())}
+        out[f"keep_rate_{key}"] = {k: round(v["kept"] / sum(v.values()), 4) for k, v in sorted(groups.items())}
+    kept_strata = Counter(d["stratum"] for d in decisions if d["decision"] == "kept")
+    out["kept_share_by_stratum"] = {k: round(n / max(1, out["kept"]), 4) for k, n in sorted(kept_strata.items())}
+    if cap is not None:
+        in_band = Counter(d["stratum"] for d in decisions if d["decision"] in ("kept", "dropped: stratum cap"))
+        out["stratum_cap"] = cap
+        out["stratum_cap_effective"] = round(effective_cap(dict(in_band), cap), 4)
     out["pass_rate_histogram"] = dict(sorted(Counter(round(d["pass_rate"], 2) for d in decisions).items()))
     out["mean_paths_kept"] = round(sum(d["paths"] for d in decisions if d["decision"] == "kept") / max(1, out["kept"]), 3)
     return out
@@ -97,7 +123,7 @@ def filter_prompts(ctx: Context, init: Path) -> tuple[list, dict[str, float]]:
         rows = estimate(ctx, init)
     kept, decisions = select(ctx, rows)
     if is_main_process():
-        write_json(ctx.run.path / "filter_report.json", report(decisions))
+        write_json(ctx.run.path / "filter_report.json", report(decisions, ctx.cfg.filter.stratum_cap))
         (ctx.run.path / "filter_decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
     keep = set(kept)
     return [ex for ex in ctx.train_examples if ex.id in keep], {r["id"]: r["pass_rate"] for r in rows}

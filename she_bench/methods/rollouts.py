@@ -6,9 +6,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from she_bench.engines import build_engine
-from she_bench.evaluation.evaluate import score_output
 from she_bench.methods.common import Context
 from she_bench.reasoning.template import render_prompt
+from she_bench.rewards.verifier import score_output
 
 CHUNK = 64
 

@@ -3,7 +3,8 @@
 Step rewards come from the hybrid of the offline verifier (annotated steps) and a generative
 stepwise reward model (the rest), mixed as `reward.mixing` says. Everything else (sampling,
 loss, KL, clipping, aggregation) is GRPO's: only `shape_advantages` differs, so with
-`reward.step_weight=0` SRPO reproduces GRPO's loss exactly.
+`reward.step_weight=0` SRPO reproduces GRPO's loss exactly. The relevance-judgment step gets no
+step reward unless `reward.judgment_step_reward` (the outcome reward already pays for it).
 """
 from __future__ import annotations
 
@@ -44,17 +45,18 @@ class SRPOTrainer(SheGRPOTrainer):
         grm = self.grm.score(o.last_examples, o.last_parsed) if needs_grm else [{} for _ in o.last_parsed]
         ver = verifier_verdicts(o.last_examples, o.last_parsed, o.labels, cfg.verifier_steps)
         mixed = hybrid_step_rewards(ver, grm, cfg.mixing, cfg.mix_weight)
-        return torch.tensor([[float("nan") if r[s] is None else r[s] for s in STEPS] for r in mixed])
+        rewarded = [s for s in STEPS if cfg.judgment_step_reward or s != "relevance_judgment"]
+        return torch.tensor([[r[s] if s in rewarded and r[s] is not None else float("nan") for s in STEPS] for r in mixed])
 
     def shape_advantages(self, out) -> torch.Tensor:
         cfg = self.ctx.cfg.reward
         device = self.accelerator.device
         local = self.step_rewards().to(device)
-        correct = torch.tensor([r >= 1.0 for r in self.outcome.last_rewards], device=device)
+        correct = torch.tensor(self.outcome.last_correct, device=device)
         # group statistics need whole groups, which may span processes
         everyone, everyone_correct = self.accelerator.gather(local), self.accelerator.gather(correct)
         per_step, per_seq = step_terms(everyone, everyone_correct, self.num_generations, cfg.step_weight,
-                                       cfg.critical_weight, cfg.scalar)
+                                       cfg.critical_weight, cfg.scalar, cfg.step_min_std)
         sl = self._local_slice(len(local))
         completion_ids = out["completion_ids"]
         ids = [row[mask.bool()].tolist() for row, mask in zip(completion_ids, out["completion_mask"])]
@@ -64,22 +66,32 @@ class SRPOTrainer(SheGRPOTrainer):
             col = local[:, k]
             if (~torch.isnan(col)).any():
                 self._log(f"step_reward/{step}", float(torch.nanmean(col)))
-        return token_advantages(out["advantages"], per_step[sl], per_seq[sl], token_steps.to(device), clip=None)
+        return token_advantages(out["advantages"], per_step[sl], per_seq[sl], token_steps.to(device),
+                                clip=self.ctx.cfg.rl.advantage_clip)
 
 
-def build_grm(ctx: Context, init: Path):
+def uses_grm(cfg) -> bool:
+    """Whether a run's step rewards come (in part) from a GRM."""
+    return cfg.method in ("srpo", "she") and cfg.reward.mixing != "verifier_only"
+
+
+def build_grm(ctx: Context, init: Path, seed_offset: int = 0):
+    """The run's GRM. LM-scored kinds start from the shared warm start (never from a curriculum stage's
+    policy, which would then judge itself)."""
     cfg = ctx.cfg.reward
     kind = GRMS.get(cfg.grm)
     if cfg.grm == "oracle":
-        return kind(labels=ctx.bench.labels, error_rate=cfg.grm_error_rate, seed=ctx.cfg.seed)
+        return kind(labels=ctx.bench.labels, error_rate=cfg.grm_error_rate, seed=ctx.cfg.seed + seed_offset)
+    base = ctx.warm_start or init
+    answers = tuple(cfg.grm_answers) if cfg.grm_answers else None
     if cfg.grm == "generative":
         from she_bench.methods.train_grm import train_generative_grm
 
-        path = Path(cfg.grm_model) if cfg.grm_model else train_generative_grm(ctx, init)
-        return kind(model_path=path)
+        path = Path(cfg.grm_model) if cfg.grm_model else train_generative_grm(ctx, base)
+        return kind(model_path=path, answers=answers)
     from she_bench.models import resolve_model
 
-    return kind(model_path=resolve_model(cfg.grm_model or str(init)))
+    return kind(model_path=resolve_model(cfg.grm_model or str(base)), answers=answers)
 
 
 @METHODS.register("srpo")

@@ -14,33 +14,36 @@ from she_bench.locks import file_lock
 from she_bench.methods.common import Context, config_hash
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.methods.sft import run_sft
-from she_bench.models import cache_dir, model_hash
+from she_bench.models import cache_dir, load_tokenizer, model_hash
 from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import gold_rationale
-from she_bench.rewards.grm import check_prompt
+from she_bench.rewards.grm import GENERATIVE_ANSWERS, answer_token_ids, check_prompt
 
 MAX_PROMPTS = 600
 
 
 def grm_rows(ctx: Context, init: Path) -> list[dict]:
     labels = ctx.bench.labels
+    right, wrong = ctx.cfg.reward.grm_answers or GENERATIVE_ANSWERS
     examples = list(ctx.train_examples)
     random.Random(ctx.cfg.seed).shuffle(examples)
     examples = examples[:MAX_PROMPTS]
     rows = []
     for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, ctx.cfg.reward.grm_rollouts, "grm data")):
         gold = parse(gold_rationale(ex), labels)
-        rows += [{"prompt": check_prompt(ex, gold, step), "completion": " +"} for step in ex.steps if step in gold.steps]
+        rows += [{"prompt": check_prompt(ex, gold, step), "completion": right} for step in ex.steps if step in gold.steps]
         for s in samples:
             parsed = parse(s["text"], labels)
-            rows += [{"prompt": check_prompt(ex, parsed, step), "completion": " +" if verdict else " -"}
+            rows += [{"prompt": check_prompt(ex, parsed, step), "completion": right if verdict else wrong}
                      for step, verdict in s["step_verdicts"].items() if verdict is not None and step in parsed.steps]
     return rows
 
 
 def train_generative_grm(ctx: Context, init: Path) -> Path:
     cfg = ctx.cfg
-    key = config_hash(model_hash(init), cfg.reward.grm_rollouts, cfg.reward.grm_epochs, cfg.rl.temperature, cfg.seed)
+    answers = tuple(cfg.reward.grm_answers or GENERATIVE_ANSWERS)
+    answer_token_ids(load_tokenizer(init), answers, f"generative GRM ({init})")  # refuse before training, not after
+    key = config_hash(model_hash(init), cfg.reward.grm_rollouts, cfg.reward.grm_epochs, cfg.rl.temperature, cfg.seed, answers)
     out_dir = cache_dir() / "grm" / f"{ctx.bench.name}-{key}"
     if (out_dir / "final" / "config.json").exists():
         return out_dir / "final"

@@ -8,15 +8,18 @@ A *stat* is ``{"mean", "std", "lo", "hi", "n", "interval"}`` over the seeds that
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 from scipy import stats as st
 
+from she_bench.config import RewardConfig
 from she_bench.data.schema import STEPS
 from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import paired_bootstrap
 from she_bench.report.collect import RunData
+from she_bench.rewards.grm import grm_label
 
 LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
 SUMMARY_SUBSETS = ("overall", "head", "tail")
@@ -98,7 +101,7 @@ def summary_rows(groups: dict, keys: list) -> list[dict]:
     for key in keys:
         runs = groups[key]
         row = {"benchmark": key[0], "variant": key[1], "seeds": [r.seed for r in runs], "n_seeds": len(runs),
-               "n_examples": _n_examples(runs, "overall")}
+               "n_examples": _n_examples(runs, "overall"), "grm": run_grm(runs[0])}
         for metric in LABEL_METRICS:
             row[metric] = {s: label_stat(runs, s, metric) for s in SUMMARY_SUBSETS}
         row["format_valid_rate"] = field_stat(runs, "overall", "format_valid_rate")
@@ -141,6 +144,32 @@ def step_rows(groups: dict, keys: list) -> list[dict]:
             "chain_accuracy": stat([m.get("chain_accuracy") for m in overall]),
             "judgment_consistency": stat([m.get("judgment_consistency") for m in overall]),
             "first_wrong_step": {k: stat([s[k] for s in shares]) for k in (*STEPS, "none")},
+        })
+    return rows
+
+
+def run_grm(run: RunData) -> str | None:
+    """The GRM behind a run's step rewards, as reports name it (None: no GRM in its reward)."""
+    c, r = run.config, {**dataclasses.asdict(RewardConfig()), **(run.config.get("reward") or {})}
+    if c.get("method") not in ("srpo", "she") or r["mixing"] == "verifier_only":
+        return None
+    return grm_label(r["grm"], r["grm_error_rate"], r["grm_model"])
+
+
+GRM_RATES = ("accuracy", "precision_wrong", "recall_wrong")
+
+
+def grm_rows(groups: dict, keys: list) -> list[dict]:
+    """Per variant whose runs measured their GRM: agreement with the verifier per step, over seeds."""
+    rows = []
+    for key in keys:
+        measured = [r.metrics["grm_agreement"] for r in groups[key] if r.metrics.get("grm_agreement")]
+        if not measured:
+            continue
+        rows.append({
+            "benchmark": key[0], "variant": key[1], "grm": measured[0]["grm"], "n_seeds": len(measured),
+            "steps": {s: {k: stat([m["steps"][s][k] for m in measured]) for k in GRM_RATES} for s in STEPS},
+            "overall": {k: stat([m["overall"][k] for m in measured]) for k in GRM_RATES},
         })
     return rows
 

@@ -12,7 +12,7 @@ from she_bench.report.collect import RunData, collect, group
 from she_bench.report.html import page
 from she_bench.report.plots import PLOTS, write_plots
 
-TABLE_FILES = ("summary", "vs_baseline", "slices", "steps", "entropy")
+TABLE_FILES = ("summary", "vs_baseline", "slices", "steps", "grm", "entropy")
 """Each is written as <name>.md, <name>.csv and <name>.tex."""
 
 
@@ -58,6 +58,7 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
     slices = agg.slice_rows(groups, keys)
     steps = agg.step_rows(groups, keys)
     entropy = agg.entropy_rows(groups, keys)
+    grm = agg.grm_rows(groups, keys)
     prov = [_provenance(r) for r in sorted(runs, key=lambda r: r.rel)]
     skipped_rows = [{"path": s.rel, "status": s.status, "reason": s.reason} for s in skipped]
 
@@ -66,6 +67,7 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
         "vs_baseline": tb.vs_baseline_table(vs_rows, vs_notes, baseline, n_boot),
         "slices": tb.slices_table(slices),
         "steps": tb.steps_table(steps),
+        "grm": tb.grm_table(grm),
         "entropy": tb.entropy_table(entropy),
     }
     if not runs:
@@ -90,6 +92,7 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
         (f"Against {baseline}", [tables["vs_baseline"]]),
         ("Slices", [tables["slices"]]),
         ("Reasoning steps", [tables["steps"], "step_accuracy.png", "first_wrong_step.png"]),
+        ("GRM quality", [tables["grm"]]),
         ("Entropy and reward", [tables["entropy"], "entropy_curves.png", "reward_curves.png"]),
         ("Provenance", [prov_table, skipped_table]),
     ]
@@ -102,7 +105,7 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
         "benchmarks": header["benchmarks"],
         "variants": [{"benchmark": b, "variant": n, "seeds": s} for b, n, s in header["variants"]],
         "summary": summary, "vs_baseline": vs_rows, "vs_baseline_notes": vs_notes, "slices": slices,
-        "steps": steps, "entropy": entropy, "runs": prov, "skipped": skipped_rows, "files": sorted(files),
+        "steps": steps, "grm": grm, "entropy": entropy, "runs": prov, "skipped": skipped_rows, "files": sorted(files),
     }
     _write(out_dir / "report.json", json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return report

@@ -204,18 +204,38 @@ def summary_table(rows: list[dict]) -> Table:
             key = metric if subset == "overall" else f"{metric}_{subset}"
             label = METRIC_TITLES[metric] + ("" if subset == "overall" else f" ({subset})")
             cols.append((key, label))
-    cols += [("format_valid_rate", "Format-valid"), ("mean_entropy", "Mean entropy")]
+    cols += [("format_valid_rate", "Format-valid"), ("mean_entropy", "Mean entropy"), ("grm", "GRM")]
     table = Table("summary", "Summary", (
         "One row per variant (runs grouped by benchmark and name; seeds are replicates). Cells: mean ± std over "
         "seeds [95% interval: Student-t interval of the mean over seeds with 2 or more seeds, clipped to [0, 1]; "
         "with one seed the run's bootstrap interval over queries, and no std]. Head and tail are the benchmark's "
         "slices. "
         "Format-valid: share of outputs that parse; mean entropy: mean token entropy of the policy on the eval "
-        "prompts."), cols)
+        "prompts. GRM: the generative stepwise reward model behind the row's step rewards (oracle = ground truth "
+        "with verdicts flipped at the error rate shown; n/a: no GRM in the reward)."), cols)
     for r in rows:
         cells = [r["benchmark"], r["variant"], _seeds(r["seeds"]), str(r["n_seeds"]), _n(r["n_examples"])]
         cells += [Stat(r[m][s]) for m in LABEL_METRICS for s in SUMMARY_SUBSETS]
-        cells += [Stat(r["format_valid_rate"], ci=False), Stat(r["mean_entropy"], ci=False)]
+        cells += [Stat(r["format_valid_rate"], ci=False), Stat(r["mean_entropy"], ci=False), r["grm"] or NA]
+        table.rows.append(cells)
+    return table
+
+
+def grm_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, _VARIANT, ("grm", "GRM"), ("n_seeds", "n seeds")]
+    for s in (*STEPS, "overall"):
+        name = STEP_ABBR.get(s, "all")
+        cols += [(f"{s}_accuracy", f"{name} acc"), (f"{s}_precision_wrong", f"{name} prec"),
+                 (f"{s}_recall_wrong", f"{name} rec")]
+    table = Table("grm", "GRM quality", (
+        "How the run's GRM judged the final policy's own test outputs, against the offline verifier, per step "
+        f"({STEP_LEGEND}) and pooled: accuracy of its verdicts (score < 0.5 = wrong), and precision and recall of "
+        "'this step is wrong'; mean ± std over seeds."), cols)
+    for r in rows:
+        cells = [r["benchmark"], r["variant"], r["grm"], str(r["n_seeds"])]
+        for s in (*STEPS, "overall"):
+            rates = r["overall"] if s == "overall" else r["steps"][s]
+            cells += [Stat(rates[k], ci=False) for k in ("accuracy", "precision_wrong", "recall_wrong")]
         table.rows.append(cells)
     return table
 

@@ -6,14 +6,19 @@ Kinds, behind one interface `grm.score(examples, parsed) -> [{step: score or Non
 - `generative`: a causal LM trained (SFT) on verifier-labelled rollouts to answer "+" or "-"
   after "Check step k:"; its score is P("+") / (P("+") + P("-")).
 - `judge`: a local LM prompted with a rubric; its score is P(" yes") / (P(" yes") + P(" no")).
-A step the policy did not write gets no score (None).
+A step the policy did not write gets no score (None). An LM-scored GRM compares the next-token
+probabilities of its two answers, so each answer must be one token of its tokenizer, and the
+two must differ: construction fails with a clear error otherwise (a shared first token would
+give P = 0.5 for every step, a GRM that sees nothing).
 """
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import torch
 
+from she_bench.config import ConfigError
 from she_bench.data.schema import STEP_TITLES, STEPS, Example
 from she_bench.reasoning.parser import Parsed
 from she_bench.reasoning.template import render_item
@@ -42,6 +47,13 @@ class OracleGRM:
         return out
 
 
+def grm_label(kind: str, error_rate: float | None = None, model: str | None = None) -> str:
+    """How reports name a GRM: 'oracle (error 0.1)', 'generative (trained)', 'judge (warm start)'."""
+    if kind == "oracle":
+        return "oracle" if error_rate is None else f"oracle (error {error_rate:g})"
+    return f"{kind} ({Path(model).name if model else 'trained' if kind == 'generative' else 'warm start'})"
+
+
 def check_prompt(ex: Example, p: Parsed, step: str) -> str:
     """What the generative GRM reads before answering '+' or '-' for one step."""
     lines = [f"Query: {ex.query}", f"Product: {render_item(ex.item)}"]
@@ -49,18 +61,27 @@ def check_prompt(ex: Example, p: Parsed, step: str) -> str:
     return "\n".join(lines) + f"\nCheck step {STEPS.index(step) + 1}:"
 
 
+def answer_token_ids(tokenizer, answers: tuple[str, str], where: str = "GRM") -> tuple[int, int]:
+    """The token ids of the two answers; a ConfigError unless each is one token and they differ."""
+    pieces = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in answers]
+    if any(len(p) != 1 for p in pieces) or pieces[0] == pieces[1]:
+        shown = ", ".join(f"{a!r} -> {tokenizer.convert_ids_to_tokens(p)}" for a, p in zip(answers, pieces))
+        raise ConfigError(f"{where}: its answers must be two distinct single tokens of its tokenizer, got {shown}; "
+                          "choose others with reward.grm_answers")
+    return pieces[0][0], pieces[1][0]
+
+
 class _LMScorer:
     """Scores prompts by the probability of one answer token against another."""
 
-    def __init__(self, model_path, yes: str, no: str, batch_size: int = 64):
+    def __init__(self, model_path, answers: tuple[str, str], batch_size: int = 64, where: str = "GRM"):
         from she_bench.models import load_model, load_tokenizer
 
         self.tokenizer = load_tokenizer(model_path)
+        self.yes_id, self.no_id = answer_token_ids(self.tokenizer, answers, f"{where} ({model_path})")
         self.model = load_model(model_path).eval()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
-        self.yes_id = self.tokenizer(yes, add_special_tokens=False)["input_ids"][0]
-        self.no_id = self.tokenizer(no, add_special_tokens=False)["input_ids"][0]
         self.batch_size = batch_size
 
     @torch.no_grad()
@@ -84,10 +105,14 @@ def _score_with(scorer: _LMScorer, make_prompt, examples, parsed) -> list[dict[s
     return out
 
 
+GENERATIVE_ANSWERS = (" +", " -")
+JUDGE_ANSWERS = (" yes", " no")
+
+
 @GRMS.register("generative")
 class GenerativeGRM:
-    def __init__(self, model_path, **_):
-        self.scorer = _LMScorer(model_path, " +", " -")
+    def __init__(self, model_path, answers: tuple[str, str] | None = None, **_):
+        self.scorer = _LMScorer(model_path, answers or GENERATIVE_ANSWERS, where="generative GRM")
 
     def score(self, examples, parsed):
         return _score_with(self.scorer, check_prompt, examples, parsed)
@@ -109,8 +134,8 @@ def judge_prompt(tokenizer, ex: Example, p: Parsed, step: str) -> str:
 
 @GRMS.register("judge")
 class JudgeGRM:
-    def __init__(self, model_path, **_):
-        self.scorer = _LMScorer(model_path, " yes", " no")
+    def __init__(self, model_path, answers: tuple[str, str] | None = None, **_):
+        self.scorer = _LMScorer(model_path, answers or JUDGE_ANSWERS, where="judge GRM")
 
     def score(self, examples, parsed):
         return _score_with(self.scorer, lambda ex, p, s: judge_prompt(self.scorer.tokenizer, ex, p, s), examples, parsed)

@@ -6,7 +6,9 @@ For rollout i of a group and reasoning step k:
     w_ik  critical-step weight: `critical_weight` for the first wrong step of a wrong rollout and
           for a right step where most of the group erred at that step; 1 otherwise
 Every token of step k gets A_i + step_weight * w_ik * a_ik; tokens outside the steps (the
-label line, end of sequence, stray text) get A_i. The result is clamped to +-clip.
+label line, end of sequence, stray text) get A_i. A_i arrives clamped to +-clip (as GRPO clamps
+it) and the step term is bounded by +-clip on its own, so a clamped outcome advantage (1 right
+of 8 gives A = 2.47 > 2) never erases the step credit of that rollout.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ import itertools
 import torch
 
 
-def group_normalize(values: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+def group_normalize(values: torch.Tensor, group_size: int, min_std: float = 0.0, eps: float = 1e-4) -> torch.Tensor:
     """(B, K) -> (B, K): (x - group mean) / (group std + eps) per column, ignoring NaN; NaN -> 0.
-    A column with fewer than two scored rollouts in a group carries no signal and gives 0."""
+    A column with fewer than two scored rollouts in a group, or whose std is below `min_std`, carries
+    no signal and gives 0 (near-identical scores are noise, not unit-size advantages)."""
     b, k = values.shape
     g = values.view(b // group_size, group_size, k)
     valid = ~torch.isnan(g)
@@ -25,8 +28,10 @@ def group_normalize(values: torch.Tensor, group_size: int, eps: float = 1e-4) ->
     filled = torch.where(valid, g, torch.zeros_like(g))
     mean = filled.sum(1, keepdim=True) / count.clamp(min=1)
     var = (torch.where(valid, g - mean, torch.zeros_like(g)) ** 2).sum(1, keepdim=True) / (count - 1).clamp(min=1)
-    out = (g - mean) / (var.sqrt() + eps)
-    out = torch.where(valid & (count >= 2), out, torch.zeros_like(out))
+    std = var.sqrt()
+    out = (g - mean) / (std + eps)
+    signal = (count >= 2) & (std >= min_std) & (std > 0)
+    out = torch.where(valid & signal, out, torch.zeros_like(out))
     return out.view(b, k)
 
 
@@ -53,7 +58,7 @@ def critical_weights(step_rewards: torch.Tensor, correct: torch.Tensor, group_si
 
 
 def step_terms(step_rewards: torch.Tensor, correct: torch.Tensor, group_size: int, step_weight: float,
-               critical_weight: float = 1.0, scalar: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+               critical_weight: float = 1.0, scalar: bool = False, min_std: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The step part of the advantage, over whole groups: (per_step (B, K), per_sequence (B,)).
 
     Stepwise: per_step = step_weight * w_ik * a_ik. Scalar ablation: the mean step score is one
@@ -61,28 +66,32 @@ def step_terms(step_rewards: torch.Tensor, correct: torch.Tensor, group_size: in
     b, k = step_rewards.shape
     if scalar:
         mean_score = torch.nanmean(step_rewards, dim=1, keepdim=True)
-        return torch.zeros_like(step_rewards), step_weight * group_normalize(mean_score, group_size)[:, 0]
-    a = group_normalize(step_rewards, group_size)
+        return torch.zeros_like(step_rewards), step_weight * group_normalize(mean_score, group_size, min_std)[:, 0]
+    a = group_normalize(step_rewards, group_size, min_std)
     w = critical_weights(step_rewards, correct, group_size, critical_weight)
     return step_weight * w * a, torch.zeros(b, dtype=step_rewards.dtype, device=step_rewards.device)
 
 
 def token_advantages(outcome_adv: torch.Tensor, per_step: torch.Tensor, per_sequence: torch.Tensor,
                      token_steps: torch.Tensor, clip: float | None = None) -> torch.Tensor:
-    """(B, T): A_i + per_sequence_i, plus per_step[i, k] on the tokens of step k; clamped."""
+    """(B, T): clamp(A_i) + clamp(per_sequence_i + per_step[i, k]) on the tokens of step k (per_sequence_i
+    alone elsewhere): outcome and step parts are each bounded by +-clip."""
     b, k = per_step.shape
     padded = torch.cat([per_step, torch.zeros(b, 1, dtype=per_step.dtype, device=per_step.device)], 1)
     index = torch.where(token_steps < 0, torch.full_like(token_steps, k), token_steps).to(per_step.device)
-    adv = (outcome_adv + per_sequence).unsqueeze(1) + torch.gather(padded, 1, index)
-    return adv.clamp(-clip, clip) if clip is not None else adv
+    step_part = per_sequence.unsqueeze(1) + torch.gather(padded, 1, index)
+    if clip is not None:
+        outcome_adv, step_part = outcome_adv.clamp(-clip, clip), step_part.clamp(-clip, clip)
+    return outcome_adv.unsqueeze(1) + step_part
 
 
 def step_advantages(outcome_adv: torch.Tensor, step_rewards: torch.Tensor, correct: torch.Tensor,
                     token_steps: torch.Tensor, group_size: int, step_weight: float,
-                    critical_weight: float = 1.0, clip: float | None = None, scalar: bool = False) -> torch.Tensor:
+                    critical_weight: float = 1.0, clip: float | None = None, scalar: bool = False,
+                    min_std: float = 0.0) -> torch.Tensor:
     """outcome_adv (B,), step_rewards (B, K) with NaN where unscored, correct (B,) bool,
     token_steps (B, T) long: the step index of each completion token, -1 outside steps."""
-    per_step, per_seq = step_terms(step_rewards, correct, group_size, step_weight, critical_weight, scalar)
+    per_step, per_seq = step_terms(step_rewards, correct, group_size, step_weight, critical_weight, scalar, min_std)
     return token_advantages(outcome_adv, per_step, per_seq, token_steps, clip)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 
 from she_bench.data.schema import STEPS, Example
-from she_bench.reasoning.parser import Parsed, normalize_label
+from she_bench.reasoning.parser import Parsed, normalize_label, parse
+
+FORMAT_MODES = ("gate", "penalty", "off")
 
 
 def _pairs(text: str) -> dict[str, str] | None:
@@ -58,3 +60,33 @@ def outcome_reward(gold: str, pred: str | None, labels: list[str], ordinal_credi
         return 0.0
     distance = abs(labels.index(gold) - labels.index(pred))
     return max(0.0, ordinal_credit / (2 ** (distance - 1)))
+
+
+def well_formed(parsed: Parsed) -> bool:
+    """Every step present and non-empty, a label that parses, and a judgment step that names
+    that same label: what the format gate asks before any outcome reward is paid."""
+    return (parsed.label is not None and all(parsed.steps.get(s, "").strip() for s in STEPS)
+            and parsed.judgment == parsed.label)
+
+
+def shaped_outcome(gold: str, parsed: Parsed, labels: list[str], ordinal_credit: float = 0.0,
+                   format_mode: str = "gate", format_penalty: float = 0.5) -> float:
+    """The RL outcome reward. `gate`: 0 unless the output is well formed, so a policy cannot earn
+    reward by dropping or contradicting reasoning steps; `penalty`: `format_penalty` subtracted from
+    a malformed output's reward; `off`: the label alone decides."""
+    if format_mode not in FORMAT_MODES:
+        raise ValueError(f"unknown reward.format '{format_mode}' (known: {', '.join(FORMAT_MODES)})")
+    reward = outcome_reward(gold, parsed.label, labels, ordinal_credit)
+    if format_mode == "off" or well_formed(parsed):
+        return reward
+    return 0.0 if format_mode == "gate" else reward - format_penalty
+
+
+def score_output(ex: Example, text: str, labels: list[str]) -> dict:
+    """Parse and verify one model output: the one scoring used by evaluation and rollouts."""
+    parsed = parse(text, labels)
+    return {
+        "pred": parsed.label, "status": parsed.status, "format_valid": parsed.valid,
+        "well_formed": well_formed(parsed), "judgment": parsed.judgment, "steps": parsed.steps,
+        "step_verdicts": verify_steps(ex, parsed, labels),
+    }
