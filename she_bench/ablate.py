@@ -6,6 +6,7 @@
     models: [toy-1m]
     seeds: [0, 1, 2]
     overrides: {train.max_steps: 60}      # applied to every run (dotted keys)
+    grid: {train.lr: [5.0e-5, 2.0e-4]}   # optional: one run per combination, named <recipe>_lr=5e-05...
     output_dir: runs
 
 Finished runs are skipped, unfinished ones resume (each run is `she-bench run` in its own
@@ -13,7 +14,7 @@ process, so `--emit` hands the same command lines to any external scheduler).
 """
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import shlex
 import subprocess
@@ -29,7 +30,7 @@ from she_bench.config import ConfigError, make_config, nest
 from she_bench.data.cards import Card, find_card
 from she_bench.runs import Run
 
-SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "output_dir"}
+SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "output_dir"}
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Job:
     def command(self) -> list[str]:
         cmd = ["she-bench", "run", "--method", self.recipe, "--benchmark", self.benchmark, "--model", self.model,
                "--seed", str(self.seed), "--output-dir", self.output_dir]
-        return cmd + [f"{k}={json.dumps(v)}" for k, v in sorted(self.overrides.items())]
+        return cmd + [f"{k}={yaml_value(v)}" for k, v in sorted(self.overrides.items())]
 
     def status(self) -> str:
         if self.run.is_done():
@@ -65,7 +66,11 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
         raise ConfigError(f"{path}: unknown suite key '{sorted(unknown)[0]}' (known: {', '.join(sorted(SUITE_KEYS))})")
     if not suite.get("recipes"):
         raise ConfigError(f"{path}: field 'recipes' must list at least one recipe")
-    overrides = {str(k): v for k, v in (suite.get("overrides") or {}).items()}
+    base = {str(k): v for k, v in (suite.get("overrides") or {}).items()}
+    grid = suite.get("grid") or {}
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ConfigError(f"{path}: field 'grid' must map dotted keys to non-empty lists of values")
+    cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
     out = output_dir or suite.get("output_dir", "runs")
     jobs, seen = [], set()
     for benchmark in suite.get("benchmarks", ["toyshop"]):
@@ -73,13 +78,29 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
         for model in suite.get("models", ["toy-1m"]):
             for seed in suite.get("seeds", [0]):
                 for recipe in suite["recipes"]:
-                    cfg = make_config(recipe, {**nest(overrides), "benchmark": benchmark, "model": model, "seed": seed, "output_dir": out})
-                    run = Run(cfg, bench_name)
-                    if run.path in seen:
-                        continue
-                    seen.add(run.path)
-                    jobs.append(Job(recipe, benchmark, model, seed, overrides, out, run))
+                    for cell in cells:
+                        overrides = {**base, **cell}
+                        if cell:
+                            overrides["name"] = cell_name(recipe, cell)
+                        cfg = make_config(recipe, {**nest(overrides), "benchmark": benchmark, "model": model,
+                                                   "seed": seed, "output_dir": out})
+                        run = Run(cfg, bench_name)
+                        if run.path in seen:
+                            continue
+                        seen.add(run.path)
+                        jobs.append(Job(recipe, benchmark, model, seed, overrides, out, run))
     return jobs
+
+
+def yaml_value(value) -> str:
+    """A value as the YAML the command line reads back to the same value (5e-05 -> 5.0e-05, None -> null)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    return text.removesuffix("...").strip()
+
+
+def cell_name(recipe: str, cell: dict) -> str:
+    """The run name of one grid cell: the recipe and each swept key's last part with its value."""
+    return recipe + "".join(f"_{key.split('.')[-1]}={value}" for key, value in cell.items())
 
 
 def run_jobs(jobs: list[Job], workers: int = 1, log_dir: Path | None = None) -> int:

@@ -30,6 +30,11 @@ class EvalConfig:
     """Generation budget per example; a five-step toyshop rationale is about 60 tokens."""
     bootstrap: int = 1000
     """Bootstrap resamples (over queries) for the 95% intervals."""
+    samples: int = 0
+    """Besides the greedy answer, sample this many outputs per prompt at `eval.temperature` and report their mean
+    accuracy (`metrics.json` "sampled"): RL can sharpen the sampling distribution without moving the greedy answer."""
+    temperature: float | None = None
+    """Sampling temperature for `eval.samples` (None: rl.temperature, the training temperature)."""
 
 
 @dataclass
@@ -55,6 +60,8 @@ class TrainConfig:
     """Prompts per optimizer step; RL methods sample rl.group_size completions for each."""
     save_steps: int = 20
     """Checkpoint every N steps; a killed run resumes from the last one."""
+    keep_checkpoints: int | None = 2
+    """Checkpoints kept on disk (the newest); None keeps every one (calibration reads intermediate ones)."""
     lora: bool = False
     """Train a LoRA adapter (PEFT) instead of all weights."""
     lora_r: int = 16

@@ -18,6 +18,27 @@ from she_bench.runs import Run, read_jsonl, write_json
 CHUNK = 256
 
 
+def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool = True) -> dict:
+    """Mean accuracy and format-valid rate of `eval.samples` outputs per prompt sampled at the
+    training temperature, overall and per head/tail: what the policy does, not only its mode."""
+    k = cfg.eval.samples
+    temperature = cfg.eval.temperature if cfg.eval.temperature is not None else cfg.rl.temperature
+    prompts = [render_prompt(ex, benchmark.labels, getattr(engine, "tokenizer", None)) for ex in examples for _ in range(k)]
+    gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+                           temperature=temperature, seed=cfg.seed + 1, progress=progress)
+    scored = [(ex, score_output(ex, g.text, benchmark.labels)) for ex, g in zip((e for e in examples for _ in range(k)), gens)]
+
+    def rates(subset):
+        n = len(subset)
+        return {"n": n, "accuracy": round(sum(s["pred"] == ex.label for ex, s in subset) / n, 6) if n else None,
+                "format_valid_rate": round(sum(s["format_valid"] for _, s in subset) / n, 6) if n else None}
+
+    out = {"samples": k, "temperature": temperature, **rates(scored)}
+    for name in ("head", "tail"):
+        out[name] = rates([(ex, s) for ex, s in scored if name in ex.slices])
+    return out
+
+
 def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, progress: bool = True) -> dict:
     cfg = run.cfg
     examples = benchmark.splits[cfg.eval.split]
@@ -48,5 +69,8 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
     metrics = compute_metrics(ordered, labels=benchmark.labels, good_labels=benchmark.card.good_labels,
                               slices=benchmark.card.slices, n_boot=cfg.eval.bootstrap, seed=cfg.seed)
     metrics["split"] = cfg.eval.split
+    if cfg.eval.samples > 0:
+        engine = engine or build_engine(cfg.engine, model_path)
+        metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress)
     write_json(run.path / "metrics.json", metrics)
     return metrics

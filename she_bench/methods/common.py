@@ -65,7 +65,7 @@ def trainer_args(cls, cfg: Config, out_dir: Path, **kw):
     """TRL config with the settings every method shares (no hub, no external loggers, safetensors)."""
     base = dict(
         output_dir=str(out_dir), seed=cfg.seed, data_seed=cfg.seed, report_to="none", logging_steps=1,
-        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=2, save_only_model=False,
+        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=cfg.train.keep_checkpoints, save_only_model=False,
         disable_tqdm=False, dataloader_num_workers=0, remove_unused_columns=False, **device_kwargs(),
     )
     base.update(kw)

@@ -1,0 +1,249 @@
+"""Calibrate the toyshop training regime on dev: stage A (warm start), stage B (RL), the decision
+rules of README.md beside this file, and reports/calibration.md.
+
+    python benchmarks/calibration/calibrate.py --workers 2
+    python benchmarks/calibration/calibrate.py --report-only     # rewrite the report from the runs
+
+Resumable: every run is a she-bench run directory keyed by its config hash, skipped when done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from she_bench.ablate import load_suite, run_jobs
+from she_bench.runs import read_jsonl
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+REPORT = ROOT / "reports" / "calibration.md"
+CHECKPOINT_STEPS = (50, 100)
+RL_BUDGET_SECONDS = 150
+QU, IU = "query_understanding", "item_understanding"
+
+
+# ---------------------------------------------------------------- reading runs
+
+def figures(metrics: dict) -> dict:
+    """The figures a cell reports, from one metrics.json."""
+    o, sl = metrics["overall"], metrics["slices"]
+    sampled = metrics.get("sampled") or {}
+    return {
+        "acc": o["accuracy"]["value"], "f1": o["macro_f1"]["value"],
+        "acc_head": sl["head"]["accuracy"]["value"], "acc_tail": sl["tail"]["accuracy"]["value"],
+        "f1_head": sl["head"]["macro_f1"]["value"], "f1_tail": sl["tail"]["macro_f1"]["value"],
+        "format_valid": o["format_valid_rate"], "qu": o["step_accuracy"][QU], "iu": o["step_accuracy"][IU],
+        "cm": o["step_accuracy"]["category_matching"], "am": o["step_accuracy"]["attribute_matching"],
+        "sampled_acc": sampled.get("accuracy"),
+    }
+
+
+def training(log: list[dict], steps: int) -> dict:
+    """Training reward over the first and last tenth of `steps`, and seconds spent up to it."""
+    main = [r for r in log if r.get("stage") == "main" and "reward_mean" in r and r["step"] <= steps]
+    tenth = max(1, math.ceil(steps / 10))
+    first = [r["reward_mean"] for r in main if r["step"] <= tenth]
+    last = [r["reward_mean"] for r in main if r["step"] > steps - tenth]
+    return {"reward_first": _mean(first), "reward_last": _mean(last),
+            "seconds": round(sum(r.get("seconds_per_step") or 0 for r in main), 1)}
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+# ---------------------------------------------------------------- stage A
+
+def stage_a(workers: int, run: bool) -> tuple[list[dict], dict]:
+    jobs = load_suite(HERE / "stage_a.yaml")
+    if run and run_jobs(jobs, workers):
+        sys.exit("stage A: some runs failed (see their ablate.log)")
+    cells: dict[tuple, list] = {}
+    for job in jobs:
+        if not job.run.is_done():
+            continue
+        m = job.run.manifest()
+        epochs = float(job.overrides["warm_start.epochs"])
+        cells.setdefault((job.model, epochs), []).append(
+            {"seed": job.seed, **figures(read(job.run.path / "metrics.json")),
+             "seconds": m.get("warm_start_seconds"), "path": job.run.path})
+    rows = []
+    for (model, epochs), runs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        row = {"model": model, "epochs": epochs, "seeds": len(runs), "runs": runs,
+               **{k: _mean([r[k] for r in runs]) for k in runs[0] if k not in ("seed", "path")}}
+        row["qualifies"] = (row["qu"] >= 0.9 and row["iu"] >= 0.9 and min(r["qu"] for r in runs) >= 0.8
+                            and min(r["iu"] for r in runs) >= 0.8 and row["acc_tail"] <= 0.9)
+        rows.append(row)
+    qualifying = [r for r in rows if r["qualifies"]]
+    chosen = min(qualifying, key=lambda r: r["seconds"]) if qualifying else max(rows, key=lambda r: r["iu"])
+    chosen["chosen"] = True
+    return rows, chosen
+
+
+# ---------------------------------------------------------------- stage B
+
+def stage_b_suite(chosen: dict) -> Path:
+    suite = yaml.safe_load((HERE / "stage_b.yaml").read_text())
+    suite["models"] = [chosen["model"]]
+    suite["overrides"]["warm_start.epochs"] = chosen["epochs"]
+    path = ROOT / suite["output_dir"] / "stage_b.resolved.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def eval_checkpoint(job, step: int) -> Path:
+    """A dev evaluation of one intermediate checkpoint of a stage-B run (its own run directory)."""
+    checkpoint = job.run.path / "checkpoints" / f"checkpoint-{step}"
+    out = ROOT / job.output_dir / "checkpoint-evals"
+    cmd = [sys.executable, "-m", "she_bench.cli", "eval", "--model", str(checkpoint), "--seed", str(job.seed),
+           "--split", "dev", "--output-dir", str(out), f"name={job.run.path.name}-step{step}", "eval.samples=4"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"evaluating {checkpoint} failed:\n{done.stderr[-2000:]}")
+    run_line = next(line for line in done.stdout.splitlines() if line.startswith(("run: ", "already done: ")))
+    return Path(run_line.split(": ", 1)[1])
+
+
+def stage_b(chosen: dict, workers: int, run: bool) -> list[dict]:
+    jobs = load_suite(stage_b_suite(chosen))
+    if run:
+        if run_jobs(jobs, workers):
+            sys.exit("stage B: some runs failed (see their ablate.log)")
+        todo = [(j, s) for j in jobs for s in CHECKPOINT_STEPS]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda js: eval_checkpoint(*js), todo))
+    warm = {r["seed"]: r for r in chosen["runs"]}
+    cells: dict[tuple, list] = {}
+    for job in jobs:
+        if not job.run.is_done():
+            continue
+        log = read_jsonl(job.run.path / "train_log.jsonl")
+        lr = float(job.overrides["train.lr"])
+        for steps in (*CHECKPOINT_STEPS, job.run.cfg.train.max_steps):
+            if steps == job.run.cfg.train.max_steps:
+                metrics = job.run.path / "metrics.json"
+            else:
+                found = sorted((ROOT / job.output_dir / "checkpoint-evals" / "toyshop").glob(
+                    f"{job.run.path.name}-step{steps}-*/metrics.json"))
+                if not found:
+                    continue
+                metrics = found[0]
+            cells.setdefault((job.recipe, lr, steps), []).append(
+                {"seed": job.seed, **figures(read(metrics)), **training(log, steps)})
+    rows = []
+    for (method, lr, steps), runs in sorted(cells.items()):
+        row = {"method": method, "lr": lr, "steps": steps, "seeds": len(runs),
+               **{k: _mean([r[k] for r in runs]) for k in runs[0] if k != "seed"}}
+        for key in ("f1", "acc_tail"):
+            d = [r[key] - warm[r["seed"]][key] for r in runs if r["seed"] in warm]
+            se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("inf")
+            row[f"d_{key}"], row[f"se_{key}"] = _mean(d), se
+            row[f"move_{key}"] = "up" if _mean(d) > 2 * se and _mean(d) > 0 else "down" if _mean(d) < -2 * se else "-"
+        row["reward_rises"] = row["reward_last"] is not None and row["reward_last"] > row["reward_first"]
+        row["moves_up"] = ("up" in (row["move_f1"], row["move_acc_tail"]) and "down" not in (row["move_f1"], row["move_acc_tail"])
+                           and row["reward_rises"])
+        row["fits"] = row["seconds"] <= RL_BUDGET_SECONDS
+        rows.append(row)
+    return rows
+
+
+def decide(rows: list[dict]) -> tuple[dict | None, str]:
+    grpo = [r for r in rows if r["method"] == "grpo" and r["format_valid"] > 0.95]
+    cheap = lambda r: (r["steps"], r["lr"])  # noqa: E731
+    up = sorted([r for r in grpo if r["moves_up"]], key=cheap)
+    if up:
+        fitting = [r for r in up if r["fits"]]
+        if fitting and fitting[0] is not up[0]:
+            return fitting[0], (f"the cheapest cell where GRPO moves up ({up[0]['steps']} steps at lr {up[0]['lr']:g}) "
+                                "does not fit the suite budget; the cheapest that fits was chosen")
+        if fitting:
+            return fitting[0], "the cheapest cell where GRPO moves up and format-valid stays above 0.95"
+        return up[0], "GRPO moves up only in cells over the suite budget: the cheapest was chosen, the suite must shrink"
+    if not grpo:
+        return None, "no GRPO cell kept format-valid above 0.95"
+    fitting = [r for r in grpo if r["fits"]] or grpo
+    best = max(fitting, key=lambda r: (r["d_f1"], -r["steps"]))
+    return best, ("RL did not improve on the warm start: no cell moves GRPO up by the rule; the default is the cell "
+                  "where GRPO's dev macro-F1 moves least down")
+
+
+# ---------------------------------------------------------------- report
+
+def f(x, nd=3, signed=False):
+    return "n/a" if x is None else (f"{x:+.{nd}f}" if signed else f"{x:.{nd}f}")
+
+
+def write_report(a_rows, chosen, b_rows, default, why) -> str:
+    lines = ["# Calibration of the toyshop regime (dev split)", "",
+             "Regenerate: `python benchmarks/calibration/calibrate.py --workers 2` (runs what is missing, then writes "
+             "this file); the rules are in `benchmarks/calibration/README.md`, fixed before the sweep ran. Every figure "
+             "is on the **dev** split (300 pairs, 74 tail), means over 2 seeds; 'sampled' is the mean accuracy of 4 "
+             "outputs per prompt at the training temperature (1.0).", "",
+             "## Stage A: warm start", "",
+             "| model | epochs | seeds | QU | IU | CM | AM | acc | macro-F1 | acc head | acc tail | sampled acc | "
+             "format-valid | warm-start s | qualifies |", "|" + "---|" * 15]
+    for r in a_rows:
+        lines.append(f"| {r['model']} | {r['epochs']:g} | {r['seeds']} | {f(r['qu'])} | {f(r['iu'])} | {f(r['cm'])} | "
+                     f"{f(r['am'])} | {f(r['acc'])} | "
+                     f"{f(r['f1'])} | {f(r['acc_head'])} | {f(r['acc_tail'])} | {f(r['sampled_acc'])} | "
+                     f"{f(r['format_valid'])} | {f(r['seconds'], 0)} | {'yes' if r['qualifies'] else 'no'}"
+                     f"{' **(chosen)**' if r.get('chosen') else ''} |")
+    lines += ["", f"Chosen warm start: **{chosen['model']}, {chosen['epochs']:g} epochs**"
+              + ("" if chosen["qualifies"] else " (no cell qualified: the one with the best item-understanding step)") + ".",
+              "", "## Stage B: RL from that warm start", "",
+              f"Warm start on dev (mean of seeds): acc {f(chosen['acc'])}, macro-F1 {f(chosen['f1'])}, tail acc "
+              f"{f(chosen['acc_tail'])}, QU {f(chosen['qu'])}, IU {f(chosen['iu'])}, sampled acc {f(chosen['sampled_acc'])}.", "",
+              "Δ is the mean over seeds of the paired difference from the warm start (same seed), ± its standard error "
+              "over seeds; 'move' applies the rule (up/down: beyond 2 SE). Train s: training seconds up to that step "
+              "(mean over seeds, from the training log).", "",
+              "| method | lr | steps | reward first→last tenth | format-valid | acc | macro-F1 | acc head / tail | "
+              "F1 head / tail | QU / IU | sampled acc | Δ macro-F1 | move | Δ tail acc | move | train s |",
+              "|" + "---|" * 16]
+    for r in b_rows:
+        lines.append(
+            f"| {r['method']} | {r['lr']:g} | {r['steps']} | {f(r['reward_first'])} → {f(r['reward_last'])} | "
+            f"{f(r['format_valid'])} | {f(r['acc'])} | {f(r['f1'])} | {f(r['acc_head'])} / {f(r['acc_tail'])} | "
+            f"{f(r['f1_head'])} / {f(r['f1_tail'])} | {f(r['qu'])} / {f(r['iu'])} | {f(r['sampled_acc'])} | "
+            f"{f(r['d_f1'], signed=True)} ± {f(r['se_f1'])} | {r['move_f1']} | {f(r['d_acc_tail'], signed=True)} ± "
+            f"{f(r['se_acc_tail'])} | {r['move_acc_tail']} | {f(r['seconds'], 0)} |")
+    lines += ["", "## Decision", ""]
+    if default is None:
+        lines.append(f"No default could be chosen: {why}.")
+    else:
+        lines.append(f"New RL default: **lr {default['lr']:g}, {default['steps']} steps** (8 prompts x 8 rollouts) from "
+                     f"the {chosen['model']} warm start of {chosen['epochs']:g} epochs: {why}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--report-only", action="store_true", help="write the report from the runs present, run nothing")
+    args = p.parse_args()
+    os.chdir(ROOT)  # suites name output folders relative to the project root
+    a_rows, chosen = stage_a(args.workers, run=not args.report_only)
+    print(f"stage A: chosen warm start {chosen['model']} x {chosen['epochs']:g} epochs", flush=True)
+    b_rows = stage_b(chosen, args.workers, run=not args.report_only)
+    default, why = decide(b_rows)
+    REPORT.write_text(write_report(a_rows, chosen, b_rows, default, why))
+    print(f"wrote {REPORT}: " + (f"lr {default['lr']:g}, {default['steps']} steps ({why})" if default else why))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
