@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,6 +24,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="she-bench", description=__doc__)
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show library logs, Trainer dictionaries and warnings (train_log.jsonl has every figure)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="evaluate a model on a benchmark split into a run directory")
@@ -75,92 +76,25 @@ def config_from_args(args, method: str, recipe: str | None = None):
     return make_config(recipe, overrides)
 
 
-def toy_corpus(bench) -> list[str]:
-    """Text a toy tokenizer is trained on: the train split's prompts and gold rationales."""
-    from she_bench.reasoning.template import gold_rationale, render_prompt
-
-    return [render_prompt(ex, bench.labels) + gold_rationale(ex) for ex in bench.splits["train"]]
-
-
-def _open_run(cfg):
-    """(benchmark, run, model folder) for a run still to do; None (after printing its summary)
-    when the run is already done."""
-    from she_bench.data.cards import load_benchmark
-    from she_bench.models import resolve_model
-    from she_bench.runs import Run
-
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
-    run = Run(cfg, bench.name)
-    if run.is_done():
-        print(f"already done: {run.path}")
-        _print_summary(run.path, json.loads((run.path / "metrics.json").read_text()))
-        return None
-    return bench, run, resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+def _print_result(result) -> None:
+    if result.already_done:
+        print(f"already done: {result.path}")
+    _print_summary(result.path, result.metrics)
 
 
 def cmd_eval(args) -> int:
-    from she_bench.evaluation.evaluate import evaluate
-    from she_bench.models import model_hash
+    from she_bench.pipeline import evaluate_model
 
-    cfg = config_from_args(args, "eval")
-    opened = _open_run(cfg)
-    if opened is None:
-        return 0
-    bench, run, model_path = opened
-    run.start(data_hash=bench.data_hash(), model_path=str(model_path), model_hash=model_hash(model_path),
-              engine=cfg.engine, device=_device(), command=args.argv)
-    t0 = time.time()
-    metrics = evaluate(run, bench, model_path)
-    run.update(eval_seconds=round(time.time() - t0, 2))
-    run.finish()
-    _print_summary(run.path, metrics)
+    _print_result(evaluate_model(config_from_args(args, "eval"), args.argv))
     return 0
 
 
 def cmd_run(args) -> int:
-    from she_bench.evaluation.entropy import training_entropy
-    from she_bench.evaluation.evaluate import evaluate
-    from she_bench.evaluation.grm_quality import grm_agreement
-    from she_bench.methods import get_method
-    from she_bench.methods.srpo import build_grm, uses_grm
-    from she_bench.rewards.grm import grm_label
-    from she_bench.methods.common import Context, process_state
-    from she_bench.methods.sft import warm_start
-    from she_bench.models import model_hash
-    from she_bench.runs import is_main_process, read_jsonl, write_json
+    from she_bench.pipeline import run_method
 
-    cfg = config_from_args(args, args.method, recipe=args.method)
-    process_state()  # joins the process group when launched data-parallel
-    train = get_method(cfg.method)
-    opened = _open_run(cfg)
-    if opened is None:
-        return 0
-    bench, run, base = opened
-    run.start(data_hash=bench.data_hash(), base_model=str(base), base_model_hash=model_hash(base),
-              engine=cfg.engine, device=_device(), command=args.argv)
-    ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
-    t0 = time.time()
-    init = ctx.warm_start = warm_start(ctx)
-    run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
-    t1 = time.time()
-    final = train(ctx, init)
-    if not is_main_process():  # data-parallel replicas only train; rank 0 evaluates
-        return 0
-    run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=round(time.time() - t1, 1))
-    t2 = time.time()
-    metrics = evaluate(run, bench, final)
-    metrics["training_entropy"] = training_entropy(read_jsonl(run.path / "train_log.jsonl"))
-    if uses_grm(cfg):  # how well the run's GRM judged the final policy's own test outputs
-        r = cfg.reward
-        grm = build_grm(ctx, init, seed_offset=1)
-        examples = {ex.id: ex for ex in bench.splits[cfg.eval.split]}
-        metrics["grm_agreement"] = grm_agreement(grm, examples, read_jsonl(run.path / "predictions.jsonl"),
-                                                 bench.labels, grm_label(r.grm, r.grm_error_rate, r.grm_model))
-        metrics["overall"]["step_accuracy_grm"] = metrics["grm_agreement"]["step_accuracy_grm"]
-    write_json(run.path / "metrics.json", metrics)
-    run.update(eval_seconds=round(time.time() - t2, 1), total_seconds=round(time.time() - t0, 1))
-    run.finish()
-    _print_summary(run.path, metrics)
+    result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv)
+    if result is not None:  # None on data-parallel replicas
+        _print_result(result)
     return 0
 
 
@@ -196,12 +130,6 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _device() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-
-
 def _print_summary(path: Path, metrics: dict) -> None:
     o = metrics["overall"]
     print(f"run: {path}")
@@ -234,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = ["she-bench", *argv]
+    from she_bench import console
+
+    console.configure(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except (DataError, ConfigError, FileNotFoundError, KeyError) as e:

@@ -26,6 +26,8 @@ class EvalConfig:
     limit: int | None = None
     """Evaluate only the first N examples of the split (None: all)."""
     batch_size: int = 64
+    save_every: int = 256
+    """Predictions are appended to predictions.jsonl every N examples: what a killed evaluation keeps."""
     max_new_tokens: int = 96
     """Generation budget per example; a five-step toyshop rationale is about 60 tokens."""
     bootstrap: int = 1000
@@ -138,6 +140,8 @@ class RewardConfig:
     grm_epochs: float = 2.0
     grm_rollouts: int = 2
     """generative GRM: sampled rollouts per train prompt that the verifier labels for its training."""
+    grm_prompts: int = 600
+    """generative GRM: train prompts (a seeded sample) whose rollouts make its training data."""
     mixing: str = "verifier_first"
     """verifier_first, weighted, verifier_only or grm_only."""
     mix_weight: float = 0.5
@@ -351,6 +355,3 @@ def make_config(recipe: str | None = None, overrides: dict | None = None) -> Con
         cfg.name = find_recipe(recipe).stem if recipe else cfg.method
     return cfg
 
-
-def load_config_file(path: Path) -> Config:
-    return _build(Config, yaml.safe_load(Path(path).read_text()), str(path))

@@ -57,7 +57,7 @@ def test_method_runs_end_to_end(tmp_path, method):
 
 def make_context(tmp_path, overrides):
     """A context (srpo recipe, tiny card) and its warm start, for tests that build trainers directly."""
-    from she_bench.cli import toy_corpus
+    from she_bench.pipeline import toy_corpus
     from she_bench.config import make_config, parse_overrides
     from she_bench.data.cards import load_benchmark
     from she_bench.methods.common import Context

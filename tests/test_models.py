@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import she_bench.models as models
-from she_bench.cli import toy_corpus
+from she_bench.pipeline import toy_corpus
 from she_bench.data.cards import load_benchmark
 from she_bench.engines.hf import TransformersEngine, token_entropy
 from she_bench.reasoning.template import gold_rationale, render_prompt

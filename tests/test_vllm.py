@@ -80,7 +80,7 @@ def test_greedy_parity_with_transformers(tmp_path):
     pytest.importorskip("vllm")
     import torch
 
-    from she_bench.cli import toy_corpus
+    from she_bench.pipeline import toy_corpus
     from she_bench.data.cards import load_benchmark
     from she_bench.engines import build_engine
     from she_bench.engines.hf import TransformersEngine

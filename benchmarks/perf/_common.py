@@ -47,7 +47,7 @@ def make_context(recipe: str = "srpo", model: str = "toy-1m", benchmark: str = "
                  overrides: list[str] | None = None, output_dir: str | None = None):
     """(ctx, warm-start path) exactly as `she-bench run --method RECIPE` builds them; the warm start
     comes from the she-bench cache (SHE_BENCH_CACHE or ~/.cache/she-bench) when already trained."""
-    from she_bench.cli import toy_corpus
+    from she_bench.pipeline import toy_corpus
     from she_bench.config import make_config, parse_overrides
     from she_bench.data.cards import load_benchmark
     from she_bench.methods.common import Context

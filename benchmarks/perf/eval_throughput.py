@@ -38,7 +38,7 @@ class NoWarmStart(Exception):
 
 def model_folder(name: str, bench, weights: str) -> tuple[Path, str]:
     """(folder, which) for a toy model: its cached warm start, or the base model."""
-    from she_bench.cli import toy_corpus
+    from she_bench.pipeline import toy_corpus
     from she_bench.config import make_config
     from she_bench.methods import sft
     from she_bench.methods.common import Context

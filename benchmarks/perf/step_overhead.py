@@ -8,7 +8,7 @@ pieces add up without double counting.
 
 Pieces (she-bench code; the target is their sum < 5% of the step with the oracle GRM):
   parse       reasoning.parser.parse, called by the outcome reward on every completion
-  verify      the offline verifier: srpo.verifier_verdicts + grpo.outcome_reward
+  verify      the offline verifier: grpo.verify_steps + grpo.shaped_outcome (called by the outcome reward)
   grm         the GRM's score() (oracle: verify + seeded flips)
   token_span  rewards.step_advantages.token_step_index (char spans -> token step index)
   advantages  step_terms, token_advantages, hybrid_step_rewards, the rest of step_rewards /
@@ -95,8 +95,8 @@ def patch(clock: Clock, reference_token_span: bool = False):
         setattr(obj, name, clock.wrap(category, getattr(obj, name)))
 
     on(grpo, "parse", "parse")
-    on(grpo, "outcome_reward", "verify")
-    on(srpo, "verifier_verdicts", "verify")
+    on(grpo, "shaped_outcome", "verify")
+    on(grpo, "verify_steps", "verify")
     for kind in ("oracle", "generative", "judge"):
         on(GRMS.get(kind), "score", "grm")
     if reference_token_span:  # the original prefix-decoding implementation, for a before/after

@@ -1,7 +1,8 @@
 """Evaluate a model on a benchmark split: generate, parse, verify, score.
 
-Predictions are appended to predictions.jsonl in chunks, so a killed evaluation resumes
-where it stopped; every example is kept, a malformed output is counted as a parse failure.
+Predictions are appended to predictions.jsonl in chunks of `eval.save_every`, so a killed
+evaluation resumes where it stopped; every example is kept, a malformed output is counted as a
+parse failure. Returns the metrics; the caller writes metrics.json (once, with what it adds).
 """
 from __future__ import annotations
 
@@ -13,10 +14,7 @@ from she_bench.engines import build_engine
 from she_bench.evaluation.metrics import compute_metrics
 from she_bench.reasoning.template import render_prompt
 from she_bench.rewards.verifier import score_output
-from she_bench.runs import Run, read_jsonl, write_json
-
-CHUNK = 256
-
+from she_bench.runs import Run, read_jsonl
 
 def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool = True) -> dict:
     """Mean accuracy and format-valid rate of `eval.samples` outputs per prompt sampled at the
@@ -53,8 +51,9 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
     if todo:
         engine = engine or build_engine(cfg.engine, model_path)
         tokenizer = getattr(engine, "tokenizer", None)
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
+        step = max(1, cfg.eval.save_every)
+        for start in range(0, len(todo), step):
+            chunk = todo[start:start + step]
             prompts = [render_prompt(ex, benchmark.labels, tokenizer) for ex in chunk]
             gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                                    seed=cfg.seed, progress=progress)
@@ -72,5 +71,4 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
     if cfg.eval.samples > 0:
         engine = engine or build_engine(cfg.engine, model_path)
         metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress)
-    write_json(run.path / "metrics.json", metrics)
     return metrics

@@ -4,13 +4,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
-from transformers import TrainerCallback
+from tqdm.auto import tqdm
+from transformers import ProgressCallback, TrainerCallback
+
+from she_bench import console
 
 from she_bench.config import Config
 from she_bench.data.cards import Benchmark
@@ -108,15 +114,74 @@ class JsonlLog(TrainerCallback):
         self.ctx.run.log(rec)
 
 
+class StageProgress(TrainerCallback):
+    """One progress bar per training stage, showing the figures a user watches (reward, format-valid,
+    loss) instead of the Trainer's printed dictionaries."""
+
+    def __init__(self, ctx: Context):
+        self.ctx, self.bar = ctx, None
+
+    def on_train_begin(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=f"{self.ctx.stage} ({self.ctx.cfg.method})",
+                            unit="step", dynamic_ncols=True)
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.bar is None or not logs:
+            return
+        shown = {"reward": logs.get("reward"), "loss": logs.get("loss")}
+        if "she/parse_failure_rate" in logs:
+            shown["format_valid"] = 1 - logs["she/parse_failure_rate"]
+        self.bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items() if isinstance(v, (int, float))}, refresh=False)
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def last_checkpoint(out_dir: Path) -> str | None:
     cks = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(cks[-1]) if cks else None
+
+
+def train_once(out_dir: Path, build_trainer: Callable, ctx: Context | None = None) -> Path:
+    """out_dir/final: trained by the trainer `build_trainer()` makes, resuming from out_dir's newest
+    checkpoint, unless a finished training is already there (then nothing is built)."""
+    final = out_dir / "final"
+    if (final / "config.json").exists():
+        return final
+    return train_and_save(build_trainer(), out_dir, final, ctx)
+
+
+@contextmanager
+def in_stage(ctx: Context, name: str):
+    """Log lines written inside carry `name` as their stage (warm start, GRM, curriculum stage)."""
+    before, ctx.stage = ctx.stage, name
+    try:
+        yield
+    finally:
+        ctx.stage = before
+
+
+def seeded_sample(ctx: Context, n: int) -> list:
+    """The first n train examples in an order fixed by the run's seed (DPO pairs, filtering, GRM data)."""
+    examples = list(ctx.train_examples)
+    random.Random(ctx.cfg.seed).shuffle(examples)
+    return examples[:n]
 
 
 def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None = None) -> Path:
     """Train (resuming from the newest checkpoint in out_dir), then save the final model as
     safetensors, LoRA merged, via a temporary folder so a kill never leaves half a model.
     Data-parallel: the main process saves; every replica's weight checksum is logged."""
+    if not console.VERBOSE and ctx is not None:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(StageProgress(ctx))
     trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
     acc = trainer.accelerator
     model = acc.unwrap_model(trainer.model)

@@ -10,7 +10,6 @@ written to the run directory (dpo_pairs.jsonl).
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 from datasets import Dataset
@@ -22,26 +21,25 @@ from she_bench.methods.common import (
     JsonlLog,
     lora_config,
     process_state,
-    train_and_save,
+    seeded_sample,
+    train_once,
     trainer_args,
 )
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.template import gold_rationale, render_prompt
+from she_bench.runs import is_main_process
 
 
 def build_pairs(ctx: Context, init: Path) -> list[dict]:
     cfg = ctx.cfg
-    path = ctx.run.path / "dpo_pairs.jsonl"
-    if path.exists():
-        return [json.loads(line) for line in path.read_text().splitlines()]
-    examples = list(ctx.train_examples)
-    random.Random(cfg.seed).shuffle(examples)
     # about half the prompts yield a pair; sample twice as many prompts as pairs wanted
-    examples = examples[: 2 * cfg.train.dpo_max_pairs]
+    examples = seeded_sample(ctx, 2 * cfg.train.dpo_max_pairs)
+    samples_per_prompt = sample_rollouts(ctx, init, examples, cfg.train.dpo_samples, "dpo rollouts",
+                                         cache=ctx.run.path / "dpo_rollouts.jsonl")
     tokenizer = load_tokenizer(init)
     pairs: list[dict] = []
-    for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, cfg.train.dpo_samples, "dpo pairs")):
+    for ex, samples in zip(examples, samples_per_prompt):
         right = [s for s in samples if s["format_valid"] and s["pred"] == ex.label]
         wrong = [s for s in samples if s["pred"] != ex.label]
         if not wrong:
@@ -51,15 +49,17 @@ def build_pairs(ctx: Context, init: Path) -> list[dict]:
                       "chosen": right[0]["text"] if right else gold_rationale(ex),
                       "rejected": wrong[0]["text"], "example_id": ex.id, "chosen_is_gold": not right})
     pairs = pairs[: cfg.train.dpo_max_pairs]
-    path.write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    if is_main_process():
+        (ctx.run.path / "dpo_pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
     return pairs
 
 
 @METHODS.register("dpo")
 def train(ctx: Context, init: Path) -> Path:
-    final = ctx.checkpoints / "final"
-    if (final / "config.json").exists():
-        return final
+    return train_once(ctx.checkpoints, lambda: build_trainer(ctx, init), ctx)
+
+
+def build_trainer(ctx: Context, init: Path) -> DPOTrainer:
     cfg = ctx.cfg
     with process_state().main_process_first():  # rank 0 samples and writes the pairs; the others read them
         pairs = build_pairs(ctx, init)
@@ -75,6 +75,5 @@ def train(ctx: Context, init: Path) -> Path:
     peft = lora_config(cfg)
     # trl 1.16 cannot rebuild a reference from a model made in memory: hand it its own copy
     ref = None if peft else load_model(init)
-    trainer = DPOTrainer(model=load_model(init), ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=peft, callbacks=[JsonlLog(ctx)])
-    return train_and_save(trainer, ctx.checkpoints, final, ctx)
+    return DPOTrainer(model=load_model(init), ref_model=ref, args=args, train_dataset=data, processing_class=tokenizer,
+                      peft_config=peft, callbacks=[JsonlLog(ctx)])

@@ -18,7 +18,7 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from she_bench.methods.common import Context, process_state
+from she_bench.methods.common import Context, process_state, seeded_sample
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.runs import is_main_process, write_json
 
@@ -34,21 +34,14 @@ def stratum_of(ex, key: str) -> str:
 
 
 def estimate(ctx: Context, init: Path) -> list[dict]:
-    """Per scored prompt: id, pass rate and distinct step-verdict patterns (cached in the run)."""
-    path = ctx.run.path / "filter_rollouts.jsonl"
-    if path.exists():
-        return [json.loads(line) for line in path.read_text().splitlines()]
+    """Per scored prompt: id, pass rate and distinct step-verdict patterns (rollouts cached in the run)."""
     f = ctx.cfg.filter
-    examples = list(ctx.train_examples)
-    random.Random(ctx.cfg.seed).shuffle(examples)
-    examples = examples[: f.max_prompts]
-    rows = []
-    for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, f.rollouts, "filter rollouts")):
-        patterns = {tuple(s["step_verdicts"].values()) for s in samples}
-        rows.append({"id": ex.id, "pass_rate": sum(s["pred"] == ex.label for s in samples) / len(samples),
-                     "paths": len(patterns)})
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return rows
+    examples = seeded_sample(ctx, f.max_prompts)
+    samples_per_prompt = sample_rollouts(ctx, init, examples, f.rollouts, "filter rollouts",
+                                         cache=ctx.run.path / "filter_rollouts.jsonl")
+    return [{"id": ex.id, "pass_rate": sum(s["pred"] == ex.label for s in samples) / len(samples),
+             "paths": len({tuple(s["step_verdicts"].values()) for s in samples})}
+            for ex, samples in zip(examples, samples_per_prompt)]
 
 
 def select(ctx: Context, rows: list[dict]) -> tuple[list[str], list[dict]]:

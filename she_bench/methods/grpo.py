@@ -25,19 +25,19 @@ from she_bench.methods.common import (
     JsonlLog,
     lora_config,
     process_state,
-    train_and_save,
+    train_once,
     trainer_args,
 )
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import render_prompt
-from she_bench.rewards.verifier import FORMAT_MODES, outcome_reward, shaped_outcome, well_formed
+from she_bench.rewards.verifier import FORMAT_MODES, outcome_reward, shaped_outcome, verify_steps, well_formed
 
 
 class OutcomeReward:
     """TRL reward function: 1 for the gold label (optional ordinal credit), 0 for a parse failure,
     and, under `reward.format: gate`, 0 for an output that is not well formed. Keeps the batch's
-    examples and parses so step rewards need not parse twice."""
+    examples, parses and verifier verdicts so step rewards need not parse or verify twice."""
 
     __name__ = "outcome"
 
@@ -46,12 +46,13 @@ class OutcomeReward:
             raise ConfigError(f"reward.format: unknown mode '{reward_cfg.format}' (known: {', '.join(FORMAT_MODES)})")
         self.by_id = {ex.id: ex for ex in examples}
         self.labels, self.cfg = labels, reward_cfg
-        self.last_examples, self.last_parsed, self.last_rewards, self.last_correct = [], [], [], []
+        self.last_examples, self.last_parsed, self.last_verdicts, self.last_rewards, self.last_correct = [], [], [], [], []
 
     def __call__(self, prompts, completions, example_id, **_):
         c = self.cfg
         self.last_examples = [self.by_id[i] for i in example_id]
         self.last_parsed = [parse(text, self.labels) for text in completions]
+        self.last_verdicts = [verify_steps(ex, p, self.labels) for ex, p in zip(self.last_examples, self.last_parsed)]
         self.last_rewards = [shaped_outcome(ex.label, p, self.labels, c.ordinal_credit, c.format, c.format_penalty)
                              for ex, p in zip(self.last_examples, self.last_parsed)]
         # "right" for critical steps: the gold label, in an output the format gate would pay
@@ -174,7 +175,4 @@ def build_trainer(ctx: Context, init: Path, trainer_cls=SheGRPOTrainer, **extra)
 
 @METHODS.register("grpo")
 def train(ctx: Context, init: Path) -> Path:
-    final = ctx.checkpoints / "final"
-    if (final / "config.json").exists():
-        return final
-    return train_and_save(build_trainer(ctx, init), ctx.checkpoints, final, ctx)
+    return train_once(ctx.checkpoints, lambda: build_trainer(ctx, init), ctx)

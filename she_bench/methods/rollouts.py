@@ -1,28 +1,34 @@
 """Offline rollouts of a checkpoint, scored by the verifier (DPO pairs, data filtering, GRM data)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from she_bench.engines import build_engine
 from she_bench.methods.common import Context
 from she_bench.reasoning.template import render_prompt
 from she_bench.rewards.verifier import score_output
+from she_bench.runs import is_main_process, read_jsonl
 
-CHUNK = 64
 
-
-def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str = "rollouts") -> list[list[dict]]:
-    """k sampled completions per example (at the RL temperature), each as {"text", **score_output}."""
+def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str = "rollouts",
+                    cache: Path | None = None) -> list[list[dict]]:
+    """k sampled completions per example (at the RL temperature, through `cfg.engine`), each as
+    {"text", **score_output}. With `cache`, they are written there once and read back after."""
+    if cache is not None:
+        rows = read_jsonl(cache)
+        if [r["id"] for r in rows] == [ex.id for ex in examples] and all(len(r["samples"]) == k for r in rows):
+            return [r["samples"] for r in rows]
     cfg = ctx.cfg
-    engine = build_engine("transformers", model)
-    out: list[list[dict]] = []
-    for start in tqdm(range(0, len(examples), CHUNK), desc=desc, unit="chunk"):
-        batch = examples[start:start + CHUNK]
-        prompts = [render_prompt(ex, ctx.bench.labels, engine.tokenizer) for ex in batch for _ in range(k)]
-        gens = engine.generate(prompts, max_new_tokens=cfg.rl.max_completion_length, batch_size=cfg.eval.batch_size,
-                               temperature=cfg.rl.temperature, seed=cfg.seed + start, progress=False)
-        for i, ex in enumerate(batch):
-            out.append([{"text": g.text, **score_output(ex, g.text, ctx.bench.labels)} for g in gens[i * k:(i + 1) * k]])
+    engine = build_engine(cfg.engine, model)
+    prompts = [render_prompt(ex, ctx.bench.labels, getattr(engine, "tokenizer", None)) for ex in examples for _ in range(k)]
+    print(f"{desc}: {len(examples)} prompts x {k} samples", flush=True)
+    gens = engine.generate(prompts, max_new_tokens=cfg.rl.max_completion_length, batch_size=cfg.eval.batch_size,
+                           temperature=cfg.rl.temperature, seed=cfg.seed)
+    out = [[{"text": g.text, **score_output(ex, g.text, ctx.bench.labels)} for g in gens[i * k:(i + 1) * k]]
+           for i, ex in enumerate(examples)]
+    if cache is not None and is_main_process():
+        tmp = cache.with_name(cache.name + ".tmp")
+        tmp.write_text("".join(json.dumps({"id": ex.id, "samples": s}) + "\n" for ex, s in zip(examples, out)))
+        tmp.replace(cache)
     return out

@@ -19,7 +19,8 @@ from she_bench.methods.common import (
     JsonlLog,
     config_hash,
     lora_config,
-    train_and_save,
+    in_stage,
+    train_once,
     trainer_args,
 )
 from she_bench.models import cache_dir, load_model, load_tokenizer, model_hash
@@ -31,21 +32,22 @@ def sft_dataset(examples, labels, tokenizer) -> Dataset:
                               for ex in examples])
 
 
-def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows: list[dict] | None = None) -> Path:
-    """SFT from `init` on prompt/completion rows (default: the gold rationales of the train split)."""
+def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows=None) -> Path:
+    """SFT from `init` on prompt/completion rows (a callable giving them, built only if training is
+    still to do; default: the gold rationales of the train split), into out_dir/final."""
     cfg = ctx.cfg
-    final = out_dir / "final"
-    if (final / "config.json").exists():
-        return final
-    tokenizer = load_tokenizer(init)
-    tokenizer.padding_side = "right"
-    args = trainer_args(SFTConfig, cfg, out_dir, num_train_epochs=epochs, learning_rate=lr,
-                        per_device_train_batch_size=cfg.warm_start.batch_size, max_length=cfg.warm_start.max_length,
-                        lr_scheduler_type="cosine", warmup_steps=10, completion_only_loss=True)
-    data = Dataset.from_list(rows) if rows is not None else sft_dataset(ctx.train_examples, ctx.bench.labels, tokenizer)
-    trainer = SFTTrainer(model=load_model(init), args=args, train_dataset=data,
-                         processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[JsonlLog(ctx)])
-    return train_and_save(trainer, out_dir, final, ctx)
+
+    def build():
+        tokenizer = load_tokenizer(init)
+        tokenizer.padding_side = "right"
+        args = trainer_args(SFTConfig, cfg, out_dir, num_train_epochs=epochs, learning_rate=lr,
+                            per_device_train_batch_size=cfg.warm_start.batch_size, max_length=cfg.warm_start.max_length,
+                            lr_scheduler_type="cosine", warmup_steps=10, completion_only_loss=True)
+        data = Dataset.from_list(rows()) if rows is not None else sft_dataset(ctx.train_examples, ctx.bench.labels, tokenizer)
+        return SFTTrainer(model=load_model(init), args=args, train_dataset=data,
+                          processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[JsonlLog(ctx)])
+
+    return train_once(out_dir, build, ctx)
 
 
 def warm_start(ctx: Context) -> Path:
@@ -53,12 +55,8 @@ def warm_start(ctx: Context) -> Path:
     key = config_hash(model_hash(ctx.base_model), ctx.bench.data_hash(), cfg.warm_start, cfg.seed,
                       cfg.train.lora and [cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_target])
     out_dir = cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}"
-    stage, ctx.stage = ctx.stage, "warm_start"
-    try:
-        with file_lock(out_dir, collective=True):
-            return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)
-    finally:
-        ctx.stage = stage
+    with in_stage(ctx, "warm_start"), file_lock(out_dir, collective=True):
+        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)
 
 
 @METHODS.register("sft")

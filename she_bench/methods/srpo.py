@@ -14,7 +14,7 @@ import torch
 
 from she_bench.data.schema import STEPS
 from she_bench.methods import METHODS
-from she_bench.methods.common import Context, train_and_save
+from she_bench.methods.common import Context, train_once
 from she_bench.methods.grpo import SheGRPOTrainer, build_trainer
 from she_bench.rewards.grm import GRMS, hybrid_step_rewards
 from she_bench.rewards.step_advantages import (
@@ -22,15 +22,6 @@ from she_bench.rewards.step_advantages import (
     token_advantages,
     token_step_index,
 )
-from she_bench.rewards.verifier import verify_steps
-
-
-def verifier_verdicts(examples, parsed, labels, allowed: list[str] | None):
-    out = []
-    for ex, p in zip(examples, parsed):
-        v = verify_steps(ex, p, labels)
-        out.append({s: (v[s] if allowed is None or s in allowed else None) for s in STEPS})
-    return out
 
 
 class SRPOTrainer(SheGRPOTrainer):
@@ -43,7 +34,8 @@ class SRPOTrainer(SheGRPOTrainer):
         cfg, o = self.ctx.cfg.reward, self.outcome
         needs_grm = cfg.mixing != "verifier_only"
         grm = self.grm.score(o.last_examples, o.last_parsed) if needs_grm else [{} for _ in o.last_parsed]
-        ver = verifier_verdicts(o.last_examples, o.last_parsed, o.labels, cfg.verifier_steps)
+        allowed = cfg.verifier_steps
+        ver = [{s: (v[s] if allowed is None or s in allowed else None) for s in STEPS} for v in o.last_verdicts]
         mixed = hybrid_step_rewards(ver, grm, cfg.mixing, cfg.mix_weight)
         rewarded = [s for s in STEPS if cfg.judgment_step_reward or s != "relevance_judgment"]
         return torch.tensor([[r[s] if s in rewarded and r[s] is not None else float("nan") for s in STEPS] for r in mixed])
@@ -96,8 +88,8 @@ def build_grm(ctx: Context, init: Path, seed_offset: int = 0):
 
 @METHODS.register("srpo")
 def train(ctx: Context, init: Path) -> Path:
-    final = ctx.checkpoints / "final"
-    if (final / "config.json").exists():
-        return final
-    grm = None if ctx.cfg.reward.mixing == "verifier_only" else build_grm(ctx, init)
-    return train_and_save(build_trainer(ctx, init, SRPOTrainer, grm=grm), ctx.checkpoints, final, ctx)
+    def build():
+        grm = None if ctx.cfg.reward.mixing == "verifier_only" else build_grm(ctx, init)
+        return build_trainer(ctx, init, SRPOTrainer, grm=grm)
+
+    return train_once(ctx.checkpoints, build, ctx)

@@ -7,11 +7,10 @@ by the hash of the warm start and the GRM settings.
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 from she_bench.locks import file_lock
-from she_bench.methods.common import Context, config_hash
+from she_bench.methods.common import Context, config_hash, in_stage, seeded_sample
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.methods.sft import run_sft
 from she_bench.models import cache_dir, load_tokenizer, model_hash
@@ -19,15 +18,10 @@ from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import gold_rationale
 from she_bench.rewards.grm import GENERATIVE_ANSWERS, answer_token_ids, check_prompt
 
-MAX_PROMPTS = 600
-
-
 def grm_rows(ctx: Context, init: Path) -> list[dict]:
     labels = ctx.bench.labels
     right, wrong = ctx.cfg.reward.grm_answers or GENERATIVE_ANSWERS
-    examples = list(ctx.train_examples)
-    random.Random(ctx.cfg.seed).shuffle(examples)
-    examples = examples[:MAX_PROMPTS]
+    examples = seeded_sample(ctx, ctx.cfg.reward.grm_prompts)
     rows = []
     for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, ctx.cfg.reward.grm_rollouts, "grm data")):
         gold = parse(gold_rationale(ex), labels)
@@ -43,15 +37,8 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
     cfg = ctx.cfg
     answers = tuple(cfg.reward.grm_answers or GENERATIVE_ANSWERS)
     answer_token_ids(load_tokenizer(init), answers, f"generative GRM ({init})")  # refuse before training, not after
-    key = config_hash(model_hash(init), cfg.reward.grm_rollouts, cfg.reward.grm_epochs, cfg.rl.temperature, cfg.seed, answers)
+    key = config_hash(model_hash(init), cfg.reward.grm_rollouts, cfg.reward.grm_prompts, cfg.reward.grm_epochs,
+                      cfg.rl.temperature, cfg.seed, answers)
     out_dir = cache_dir() / "grm" / f"{ctx.bench.name}-{key}"
-    if (out_dir / "final" / "config.json").exists():
-        return out_dir / "final"
-    stage, ctx.stage = ctx.stage, "grm"
-    try:
-        with file_lock(out_dir, collective=True):
-            if (out_dir / "final" / "config.json").exists():
-                return out_dir / "final"
-            return run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=grm_rows(ctx, init))
-    finally:
-        ctx.stage = stage
+    with in_stage(ctx, "grm"), file_lock(out_dir, collective=True):
+        return run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=lambda: grm_rows(ctx, init))

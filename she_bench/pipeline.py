@@ -1,0 +1,120 @@
+"""The run lifecycle behind `she-bench eval` and `she-bench run`: open the run directory, build the
+model, warm start, train, evaluate, measure the GRM, write metrics.json once, finish.
+
+    result = run_method(cfg, command)      # warm start (cached) -> method -> evaluation
+    result = evaluate_model(cfg, command)  # evaluation only
+
+A finished run is not redone (its metrics are read back); an unfinished one resumes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from she_bench.config import Config
+from she_bench.data.cards import Benchmark, load_benchmark
+from she_bench.runs import Run, is_main_process, read_jsonl, write_json
+
+
+@dataclass
+class Result:
+    path: Path
+    metrics: dict
+    already_done: bool = False
+
+
+def toy_corpus(bench: Benchmark) -> list[str]:
+    """Text a toy tokenizer is trained on: the train split's prompts and gold rationales."""
+    from she_bench.reasoning.template import gold_rationale, render_prompt
+
+    return [render_prompt(ex, bench.labels) + gold_rationale(ex) for ex in bench.splits["train"]]
+
+
+def device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def _open(cfg: Config) -> tuple[Benchmark, Run]:
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
+    return bench, Run(cfg, bench.name)
+
+
+def _done(run: Run) -> Result:
+    return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
+
+
+def evaluate_model(cfg: Config, command: list[str]) -> Result:
+    from she_bench.evaluation.evaluate import evaluate
+    from she_bench.models import model_hash, resolve_model
+
+    bench, run = _open(cfg)
+    if run.is_done():
+        return _done(run)
+    model_path = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+    run.start(data_hash=bench.data_hash(), model_path=str(model_path), model_hash=model_hash(model_path),
+              engine=cfg.engine, device=device(), command=command)
+    t0 = time.time()
+    metrics = evaluate(run, bench, model_path)
+    write_json(run.path / "metrics.json", metrics)
+    run.update(eval_seconds=round(time.time() - t0, 2))
+    run.finish()
+    return Result(run.path, metrics)
+
+
+def run_method(cfg: Config, command: list[str]) -> Result | None:
+    """Warm start, train with cfg.method, evaluate. None on data-parallel replicas (rank 0 evaluates)."""
+    from she_bench.evaluation.entropy import training_entropy
+    from she_bench.evaluation.evaluate import evaluate
+    from she_bench.methods import get_method
+    from she_bench.methods.common import Context, process_state
+    from she_bench.methods.sft import warm_start
+    from she_bench.models import model_hash, resolve_model
+
+    process_state()  # joins the process group when launched data-parallel
+    train = get_method(cfg.method)
+    bench, run = _open(cfg)
+    if run.is_done():
+        return _done(run)
+    base = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+    run.start(data_hash=bench.data_hash(), base_model=str(base), base_model_hash=model_hash(base),
+              engine=cfg.engine, device=device(), command=command)
+    ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
+    t0 = time.time()
+    init = ctx.warm_start = warm_start(ctx)
+    run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
+    t1 = time.time()
+    final = train(ctx, init)
+    if not is_main_process():
+        return None
+    run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=round(time.time() - t1, 1))
+    t2 = time.time()
+    metrics = evaluate(run, bench, final)
+    metrics["training_entropy"] = training_entropy(read_jsonl(run.path / "train_log.jsonl"))
+    grm = grm_quality(ctx, init)
+    if grm is not None:
+        metrics["grm_agreement"] = grm
+        metrics["overall"]["step_accuracy_grm"] = grm["step_accuracy_grm"]
+    write_json(run.path / "metrics.json", metrics)
+    run.update(eval_seconds=round(time.time() - t2, 1), total_seconds=round(time.time() - t0, 1))
+    run.finish()
+    return Result(run.path, metrics)
+
+
+def grm_quality(ctx, init: Path) -> dict | None:
+    """How well the run's GRM judged the final policy's own outputs (None: no GRM in the reward)."""
+    from she_bench.evaluation.grm_quality import grm_agreement
+    from she_bench.methods.srpo import build_grm, uses_grm
+    from she_bench.rewards.grm import grm_label
+
+    cfg = ctx.cfg
+    if not uses_grm(cfg):
+        return None
+    r = cfg.reward
+    grm = build_grm(ctx, init, seed_offset=1)
+    examples = {ex.id: ex for ex in ctx.bench.splits[cfg.eval.split]}
+    return grm_agreement(grm, examples, read_jsonl(ctx.run.path / "predictions.jsonl"), ctx.bench.labels,
+                         grm_label(r.grm, r.grm_error_rate, r.grm_model))
