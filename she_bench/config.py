@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from pathlib import Path
 import yaml
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "baselines"
+# A decimal number as users type it. PyYAML follows YAML 1.1, which reads 1e-3, 5E-5 and 1.0e5
+# (no dot, or no exponent sign) as strings; a float field takes them as numbers.
+FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -280,6 +284,8 @@ def _coerce(tp, value, where: str):
     if tp is typing.Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str) and FLOAT_TEXT.fullmatch(value.strip()):
         return float(value)
     if tp in (int, float, str, bool) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")

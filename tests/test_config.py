@@ -19,6 +19,25 @@ def test_bad_overrides_name_the_key(bad, message):
         make_config("srpo", parse_overrides(bad))
 
 
+def test_float_fields_take_every_number_form():
+    for raw in ("1e-3", "5E-5", ".5", "1.0e-5", "2", "-1e-3", "1.0e5"):
+        cfg = make_config("srpo", parse_overrides([f"train.lr={raw}", f"rl.advantage_clip={raw}", f"filter.pass_band=[{raw}, 1]"]))
+        assert cfg.train.lr == float(raw) and type(cfg.train.lr) is float, raw
+        assert cfg.rl.advantage_clip == float(raw) and cfg.filter.pass_band == [float(raw), 1.0], raw
+    for bad in ("fast", "true", "nan", "1e"):  # text stays text, and a bool is no number
+        with pytest.raises(ConfigError, match=r"train\.lr: expected float"):
+            make_config("srpo", parse_overrides([f"train.lr={bad}"]))
+    with pytest.raises(ConfigError, match=r"rl\.group_size: expected int"):
+        make_config("srpo", parse_overrides(["rl.group_size=1e3"]))
+
+
+def test_recipe_float_fields_take_exponents(tmp_path):
+    recipe = tmp_path / "fast.yaml"
+    recipe.write_text("inherit: srpo\ntrain: {lr: 1e-3}\nwarm_start: {lr: 5E-4}\n")
+    cfg = make_config(str(recipe))
+    assert cfg.train.lr == 1e-3 and cfg.warm_start.lr == 5e-4 and cfg.name == "fast" and cfg.method == "srpo"
+
+
 def test_every_recipe_resolves_and_variants_inherit():
     names = list_recipes()
     assert {"sft", "dpo", "grpo", "srpo", "she", "warm-start", "she-no-grm", "she-scalar"} <= set(names)

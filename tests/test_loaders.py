@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
 from collections import Counter
@@ -16,6 +19,7 @@ from she_bench.data.cards import Card, find_card, load_benchmark
 from she_bench.data.schema import DataError
 
 FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def all_examples(bench):
@@ -183,6 +187,35 @@ def test_us150_json_line_not_object(tmp_path):
     expect_error(make_us150(tmp_path, raw_lines=lines), "esci_us_ecommerce_shrunk.ndjson", "line 2", "expected a JSON object")
 
 
+@pytest.mark.parametrize("name, content, where", [
+    ("esci_us_judgments.json", b'{"judgmentRatings": [\n{"query": "l\xe1mpara", "ratings": []}]}', "line 2"),
+    ("esci_us_ecommerce_shrunk.ndjson.zip", b'{"index": {"_id": "A1"}}\n{"asin": "A1", "title": "L\xe9mpara"}\n', "line 2"),
+], ids=["judgments", "products"])
+def test_us150_not_utf8(tmp_path, name, content, where):
+    card = make_us150(tmp_path)
+    path = tmp_path / "us150" / name
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("esci_us_ecommerce_shrunk.ndjson", content)
+    else:
+        path.write_bytes(content)
+    offset = content.index(b"\xe1" if b"\xe1" in content else b"\xe9")
+    in_line = offset - content.index(b"\n") - 1
+    expect_error(card, name.removesuffix(".zip"), where, "not valid UTF-8", f"at byte offset {in_line} in the line, {offset} in the file")
+
+
+def test_us150_duplicate_rating(tmp_path):
+    docs = [{"asin": "A1", "title": "Lamp", "query_id": ["7", "9"]}, {"asin": "A2", "title": "Desk", "query_id": ["8", "7"]}]
+    ratings = [{"docId": "A1", "rating": "100.000"}, {"docId": "A2", "rating": "0.000"}, {"docId": "A1", "rating": "0.000"}]
+    expect_error(make_us150(tmp_path, judgments={"judgmentRatings": [{"query": "lamp", "ratings": ratings}]}, docs=docs),
+                 "esci_us_judgments.json", "judgmentRatings[0].ratings[2]", "duplicate pair", "judgmentRatings[0].ratings[0]",
+                 "(Exact, then Irrelevant)")
+
+
+def test_us150_no_judgments(tmp_path):
+    expect_error(make_us150(tmp_path, judgments={"judgmentRatings": []}), "card.yaml", "found no examples")
+
+
 def test_us150_unresolvable_query_id(tmp_path):
     docs = [{"asin": "A1", "title": "Lamp", "query_id": ["7"]}, {"asin": "A2", "title": "Desk", "query_id": ["8"]}]
     bad = {"judgmentRatings": [{"query": "lamp", "ratings": [{"docId": "A1", "rating": "100.000"}, {"docId": "A2", "rating": "0.000"}]}]}
@@ -230,13 +263,18 @@ def test_esci_parquet_wrong_type(tmp_path):
     expect_error(make_esci(tmp_path, query=[1, 2]), "shopping_queries_dataset_examples.parquet", "field 'query'", "expected a text column")
 
 
+def test_esci_parquet_duplicate_pair(tmp_path):
+    expect_error(make_esci(tmp_path, product_id=["P1", "P1"]), "shopping_queries_dataset_examples.parquet",
+                 "table row 2", "duplicate pair", "as table row 1", "(Exact, then Irrelevant)")
+
+
 def test_esci_parquet_unknown_split(tmp_path):
     expect_error(make_esci(tmp_path, split=["train", "validation"]), "table row 2", "field 'split'", "'validation'")
 
 
 # ---------------------------------------------------------------- wands errors
 
-def make_wands(tmp_path: Path, query=None, label=None) -> Path:
+def make_wands(tmp_path: Path, query=None, label=None, **card) -> Path:
     d = tmp_path / "wands"
     d.mkdir()
     for name in ("query", "product", "label"):
@@ -245,7 +283,7 @@ def make_wands(tmp_path: Path, query=None, label=None) -> Path:
         (d / "query.csv").write_text(query)
     if label is not None:
         (d / "label.csv").write_text(label)
-    return write_card(tmp_path, "wands", d, labels=["Exact", "Partial", "Irrelevant"], good_labels=["Exact", "Partial"])
+    return write_card(tmp_path, "wands", d, labels=["Exact", "Partial", "Irrelevant"], good_labels=["Exact", "Partial"], **card)
 
 
 def test_wands_missing_file(tmp_path):
@@ -273,17 +311,33 @@ def test_wands_wrong_type(tmp_path):
                  "label.csv", "data row 1", "field 'query_id'", "expected an integer id")
 
 
+WANDS_DUPLICATE = "id\tquery_id\tproduct_id\tlabel\n0\t0\t1\tExact\n1\t0\t0\tIrrelevant\n2\t0\t1\tPartial\n"
+
+
+def test_wands_duplicate_pair(tmp_path):
+    expect_error(make_wands(tmp_path, label=WANDS_DUPLICATE), "label.csv", "data row 3", "duplicate pair", "as data row 1", "(Exact, then Partial)")
+
+
+def test_wands_duplicate_pair_keep(tmp_path, capsys):
+    exs = all_examples(load_benchmark(str(make_wands(tmp_path, label=WANDS_DUPLICATE, duplicates="keep"))))
+    assert sorted((ex.id, ex.label) for ex in exs) == [("wands-0-0", "Irrelevant"), ("wands-0-1", "Exact"), ("wands-0-1#2", "Partial")]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("she-bench: warning:") and "label.csv" in line and "1 row repeats" in line
+    assert "data row 3" in line and "every copy kept" in line
+
+
 # ---------------------------------------------------------------- files errors
 
 JSONL_FIELDS = {"query": "query", "label": "label", "item": {"title": "title"}}
 
 
-def make_files(tmp_path: Path, name: str, content: str | None, fields=None, **options) -> Path:
+def make_files(tmp_path: Path, name: str, content: str | bytes | None, fields=None, duplicates=None, **options) -> Path:
     d = tmp_path / "user"
     d.mkdir()
     if content is not None:
-        (d / name).write_text(content)
-    return write_card(tmp_path, "files", d, options={"path": name, "fields": fields or JSONL_FIELDS, **options})
+        (d / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    card = {"duplicates": duplicates} if duplicates else {}
+    return write_card(tmp_path, "files", d, options={"path": name, "fields": fields or JSONL_FIELDS, **options}, **card)
 
 
 def test_files_missing_file(tmp_path):
@@ -339,3 +393,129 @@ def test_files_query_in_two_splits(tmp_path):
     fields = {**JSONL_FIELDS, "split": "split"}
     content = "query,title,label,split\nlamp,Lamp,Exact,train\nlamp,Desk,Irrelevant,test\n"
     expect_error(make_files(tmp_path, "p.csv", content, fields=fields), "p.csv", "field 'split'", "both 'train' and 'test'")
+
+
+@pytest.mark.parametrize("name, content, why", [
+    ("p.jsonl", "", "no JSON lines in the file"),
+    ("p.jsonl", "\n  \n", "no JSON lines in the file"),
+    ("p.csv", "query,title,label\n", "a header but no data rows"),
+    ("p.csv", "", "the file is empty"),
+], ids=["jsonl-empty", "jsonl-blank", "csv-header-only", "csv-empty"])
+def test_files_no_rows(tmp_path, name, content, why):
+    expect_error(make_files(tmp_path, name, content), name, "no rows", why)
+
+
+def test_files_no_rows_parquet(tmp_path):
+    d = tmp_path / "user"
+    d.mkdir()
+    pq.write_table(pa.table({"query": pa.array([], pa.string()), "title": pa.array([], pa.string()),
+                             "label": pa.array([], pa.string())}), d / "p.parquet")
+    card = write_card(tmp_path, "files", d, options={"path": "p.parquet", "fields": JSONL_FIELDS})
+    expect_error(card, "p.parquet", "no rows", "the table is empty")
+
+
+def test_files_jsonl_not_utf8(tmp_path):
+    good = b'{"query": "lamp", "title": "Lamp", "label": "Exact"}\n'
+    bad = b'{"query": "caf\xe9 table", "title": "Table", "label": "Exact"}\n'  # Latin-1
+    expect_error(make_files(tmp_path, "p.jsonl", good + bad), "p.jsonl", "line 2", "not valid UTF-8", "byte 0xe9",
+                 f"at byte offset 14 in the line, {len(good) + 14} in the file")
+
+
+def test_files_csv_not_utf8(tmp_path):
+    content = b"query,title,label\nlamp,Lamp,Exact\nlamp,Caf\xe9 table,Irrelevant\n"
+    expect_error(make_files(tmp_path, "p.csv", content), "p.csv", "data row 2", "field 'title'", "not valid UTF-8",
+                 "byte 0xe9 at byte offset 3 in the value")
+
+
+def test_files_bad_csv(tmp_path):
+    content = "query,title,label\nlamp,Lamp,Exact\nlamp," + "x" * 200_000 + ",Exact\n"
+    expect_error(make_files(tmp_path, "p.csv", content), "p.csv", "data row 2", "not valid CSV", "field larger than field limit")
+
+
+def test_files_bad_parquet(tmp_path):
+    expect_error(make_files(tmp_path, "p.parquet", b"PAR1 this is not parquet"), "p.parquet", "cannot read the Parquet file")
+
+
+DUPLICATES = (
+    '{"query": "lamp", "title": "Lamp", "label": "Exact"}\n'
+    '{"query": "lamp", "title": "Desk", "label": "Irrelevant"}\n'
+    '{"query": "lamp", "title": "Lamp", "label": "Irrelevant"}\n'
+    '{"query": "desk", "title": "Desk", "label": "Exact"}\n'
+    '{"query": "desk", "title": "Desk", "label": "Exact"}\n'
+)
+
+
+def test_files_duplicate_pair_is_an_error(tmp_path):
+    expect_error(make_files(tmp_path, "p.jsonl", DUPLICATES), "p.jsonl", "line 3", "duplicate pair", "as line 1",
+                 "(Exact, then Irrelevant)", "2 rows repeat")
+
+
+def test_files_duplicate_pair_warn_drops_later_copies(tmp_path, capsys):
+    exs = all_examples(load_benchmark(str(make_files(tmp_path, "p.jsonl", DUPLICATES, duplicates="warn"))))
+    assert sorted((ex.id, ex.label) for ex in exs) == [("tmp-files-1", "Exact"), ("tmp-files-2", "Irrelevant"), ("tmp-files-4", "Exact")]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("she-bench: warning:") and "p.jsonl" in line and "2 rows repeat" in line
+    assert "the first at line 3 (the same as line 1)" in line and "later copies dropped" in line
+
+
+def test_files_duplicate_pair_keep(tmp_path, capsys):
+    exs = all_examples(load_benchmark(str(make_files(tmp_path, "p.jsonl", DUPLICATES, duplicates="keep"))))
+    assert len(exs) == 5
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("she-bench: warning:") and "2 rows repeat" in line and "every copy kept" in line
+
+
+def test_files_duplicate_by_item_id(tmp_path):
+    content = ('{"query": "lamp", "asin": "A1", "title": "Lamp", "label": "Exact"}\n'
+               '{"query": "lamp", "asin": "A2", "title": "Lamp", "label": "Exact"}\n'
+               '{"query": "lamp", "asin": "A1", "title": "Lamp, black", "label": "Exact"}\n')
+    expect_error(make_files(tmp_path, "p.jsonl", content, fields={**JSONL_FIELDS, "item_id": "asin"}), "line 3", "as line 1")
+
+
+def test_card_duplicates_value_is_checked(tmp_path):
+    expect_error(make_files(tmp_path, "p.jsonl", DUPLICATES, duplicates="ignore"), "card.yaml", "field 'duplicates'", "expected error, warn or keep")
+
+
+def test_files_nested_fields_by_dotted_path(tmp_path):
+    rows = [{"query": "lamp", "label": "Exact", "product": {"name": "Desk lamp", "brand": {"name": "Lumi"}}},
+            {"query": "lamp", "label": "Irrelevant", "product": {"name": "Nested"}, "product.name": "Literal key"}]
+    fields = {"query": "query", "label": "label", "item": {"title": "product.name", "brand": "product.brand.name"}}
+    card = make_files(tmp_path, "p.jsonl", "".join(json.dumps(r) + "\n" for r in rows), fields=fields)
+    items = sorted(ex.item["title"] + "/" + ex.item.get("brand", "") for ex in all_examples(load_benchmark(str(card))))
+    assert items == ["Desk lamp/Lumi", "Literal key/"]  # a literal key holding the dot wins
+
+
+def test_files_nested_fields_parquet_struct(tmp_path):
+    d = tmp_path / "user"
+    d.mkdir()
+    pq.write_table(pa.table({"query": ["lamp"], "product": [{"name": "Desk lamp"}], "label": ["Exact"]}), d / "p.parquet")
+    fields = {"query": "query", "label": "label", "item": {"title": "product.name"}}
+    card = write_card(tmp_path, "files", d, options={"path": "p.parquet", "fields": fields})
+    assert [ex.item for ex in all_examples(load_benchmark(str(card)))] == [{"title": "Desk lamp"}]
+
+
+@pytest.mark.parametrize("name, content, fields, field, mapped", [
+    ("p.jsonl", '{"query": "lamp", "product": {"name": "Lamp"}, "label": "Exact"}\n',
+     {**JSONL_FIELDS, "item": {"title": "product.title"}}, "product.title", "fields.item.title"),
+    ("p.csv", "query,title,brand,label\nlamp,Lamp,Lumi,Exact\n",
+     {**JSONL_FIELDS, "facts": {"brand": "brnad"}}, "brnad", "fields.facts.brand"),
+], ids=["jsonl-nested", "csv-typo"])
+def test_files_field_no_row_holds(tmp_path, name, content, fields, field, mapped):
+    expect_error(make_files(tmp_path, name, content, fields=fields), name, f"field '{field}'", "no row holds this field", mapped)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("p.jsonl", b'{"query": "caf\xe9", "title": "Cup", "label": "Exact"}\n'),
+    ("p.csv", b"query,title,label\n"),
+    ("p.jsonl", DUPLICATES.encode()),
+    ("p.parquet", b"PAR1 this is not parquet"),
+    ("p.csv", b"query,title,label\nlamp," + b"x" * 200_000 + b",Exact\n"),
+], ids=["not-utf8", "no-rows", "duplicates", "not-parquet", "bad-csv"])
+def test_cli_bad_file_is_one_line(tmp_path, name, content):
+    card = make_files(tmp_path, name, content)
+    proc = subprocess.run([sys.executable, "-m", "she_bench.cli", "data", "describe", str(card)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("she-bench: error:") and name in line

@@ -1,7 +1,9 @@
 """Benchmark cards: YAML files that declare a benchmark, and the loader registry behind them.
 
 A card names a loader (registered below by the data modules), its options, the label
-scale, which steps are annotated, the slices, and how to split. `load_benchmark` turns a
+scale, which steps are annotated, the slices, how to split, and what a (query, item) pair
+that appears twice does (`duplicates`: error, the default; warn: one line on stderr and the
+later copies dropped; keep: the same line and every copy kept). `load_benchmark` turns a
 card name (or a path to a card) into a `Benchmark` holding its splits.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ CARDS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 # examples, which the card's `split` section then divides by query.
 Loader = Callable[["Card", "Path | None"], "dict[str, list[Example]] | list[Example]"]
 LOADERS: Registry[Loader] = Registry("benchmark loader")
+DUPLICATE_MODES = ("error", "warn", "keep")
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Card:
     annotated_steps: list[str] = field(default_factory=lambda: list(STEPS))
     slices: list[str] = field(default_factory=list)
     split: dict = field(default_factory=lambda: {"train": 0.7, "dev": 0.1, "test": 0.2, "seed": 0})
+    duplicates: str = "error"
 
     @classmethod
     def from_yaml(cls, path: Path) -> "Card":
@@ -59,6 +63,8 @@ class Card:
         bad_steps = [s for s in raw.get("annotated_steps", []) if s not in STEPS]
         if bad_steps:
             raise DataError(str(path), None, "annotated_steps", f"unknown step {bad_steps[0]!r}")
+        if raw.get("duplicates", "error") not in DUPLICATE_MODES:
+            raise DataError(str(path), None, "duplicates", f"expected error, warn or keep, got {raw['duplicates']!r}")
         return cls(path=path, **raw)
 
     def resolve_data_dir(self, override: str | None = None) -> Path | None:
@@ -141,6 +147,8 @@ def load_benchmark(name_or_path: str, data_dir: str | None = None) -> Benchmark:
         split_cfg = dict(card.split)
         seed = int(split_cfg.pop("seed", 0))
         loaded = split_by_query(loaded, split_cfg, seed)
+    if not any(loaded.values()):
+        raise DataError(str(card.path), None, None, f"loader '{card.loader}' found no examples")
     for split, exs in loaded.items():
         for ex in exs:
             if ex.label not in card.labels:

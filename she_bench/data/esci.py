@@ -1,8 +1,6 @@
 """Amazon ESCI loaders: the 150-query US subset (esci-us-150) and the official parquet files."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import zipfile
 from pathlib import Path
@@ -13,9 +11,15 @@ from she_bench.data.files import (
     check_split_disjoint,
     check_unique_ids,
     clip,
+    decode_utf8,
     item_understanding_text,
+    json_lines,
     need_data_dir,
     need_file,
+    no_rows,
+    parquet_errors,
+    read_csv,
+    resolve_duplicates,
     slices_for,
     text,
 )
@@ -31,13 +35,8 @@ SOURCES = "shopping_queries_dataset_sources.csv"
 
 def read_sources(path: Path) -> dict[str, str]:
     """ESCI's query_id -> source (query type) file, read whole."""
-    need_file(path)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = next(reader, [])
-        check_columns(path, header, ["query_id", "source"])
-        qi, si = header.index("query_id"), header.index("source")
-        return {row[qi]: row[si] for row in reader if len(row) > max(qi, si)}
+    return {row["query_id"]: row["source"] for _, row in read_csv(path, ["query_id", "source"])
+            if row["query_id"] is not None and row["source"] is not None}
 
 
 def make_example(
@@ -77,19 +76,11 @@ def _read_products(path: Path) -> dict[str, dict]:
         source = f"{path}!{members[0]}"
         docs: dict[str, dict] = {}
         with zf.open(members[0]) as raw:
-            for n, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), 1):
-                if not line.strip():
-                    continue
-                try:
-                    doc = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(source, f"line {n}", None, f"invalid JSON: {e.msg}") from e
-                if not isinstance(doc, dict):
-                    raise DataError(source, f"line {n}", None, f"expected a JSON object, got {type(doc).__name__}")
+            for where, doc in json_lines(source, raw):
                 if "index" in doc and len(doc) == 1:
                     continue
-                asin = text(source, f"line {n}", "asin", doc.get("asin"), required=True)
-                doc["_where"] = f"line {n}"
+                asin = text(source, where, "asin", doc.get("asin"), required=True)
+                doc["_where"] = where
                 docs[asin] = doc
     return docs
 
@@ -98,7 +89,7 @@ def _read_judgments(path: Path) -> list[tuple[str, str, list[tuple[str, str, str
     """[(where, query, [(where, asin, rating)])] from the Search-Relevance-Workbench import file."""
     need_file(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(decode_utf8(path, path.read_bytes()))
     except json.JSONDecodeError as e:
         raise DataError(str(path), f"line {e.lineno}", None, f"invalid JSON: {e.msg}") from e
     if not isinstance(raw, dict) or not isinstance(raw.get("judgmentRatings"), list):
@@ -132,7 +123,7 @@ def load_esci_us_150(card: Card, data_dir: Path | None) -> list[Example]:
     docs = _read_products(zpath)
     sources = read_sources(data_dir / opts.get("sources", SOURCES))
 
-    examples: list[Example] = []
+    entries: list[tuple[str, tuple, Example]] = []
     for qwhere, query, ratings in judgments:
         # The query's ESCI id is the one id that every judged product lists.
         shared: set[str] | None = None
@@ -147,24 +138,25 @@ def load_esci_us_150(card: Card, data_dir: Path | None) -> list[Example]:
             if not isinstance(ids, list):
                 raise DataError(f"{zpath}", doc["_where"], "query_id", f"expected a list of ESCI query ids, got {type(ids).__name__}")
             shared = {str(x) for x in ids} if shared is None else shared & {str(x) for x in ids}
-            rows.append((asin, RATING_LABELS[rating], doc))
+            rows.append((rwhere, asin, RATING_LABELS[rating], doc))
         if not shared or len(shared) != 1:
             raise DataError(str(jpath), qwhere, "query_id", f"query {query!r}: cannot resolve one ESCI query id shared by all its products (candidates: {sorted(shared or [])})")
         qid = shared.pop()
         qtype = sources.get(qid)
-        for asin, label, doc in rows:
+        for rwhere, asin, label, doc in rows:
             w, src = doc["_where"], f"{zpath}"
             category = doc.get("category") or []
             if not isinstance(category, list):
                 raise DataError(src, w, "category", f"expected a list, got {type(category).__name__}")
-            examples.append(make_example(
+            entries.append((rwhere, (qid, asin), make_example(
                 "esci", qid, asin, query, label, qtype,
                 title=text(src, w, "title", doc.get("title"), required=True),
                 brand=text(src, w, "brand", doc.get("brand")), color=text(src, w, "color", doc.get("color")),
                 category=[text(src, w, "category", c) for c in category],
                 bullet_points=text(src, w, "bullet_points", doc.get("bullet_points")),
                 description=text(src, w, "description", doc.get("description")),
-            ))
+            )))
+    examples = [ex for _, ex in resolve_duplicates(card, jpath, entries)]
     check_unique_ids(str(jpath), examples)
     return examples
 
@@ -184,21 +176,24 @@ def _parquet_rows(path: Path, required: list[str], optional: list[str], locale: 
     import pyarrow.parquet as pq
 
     need_file(path)
-    schema = pq.read_schema(path)
-    check_columns(path, schema.names, required)
-    for name in ("query", "product_title"):
-        if name in required and not (pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)):
-            raise DataError(str(path), None, name, f"expected a text column, got {schema.field(name).type}")
-    flags = [f"{version}_version"] if version else []
-    check_columns(path, schema.names, flags)
-    table = pq.read_table(path, columns=required + flags + [c for c in optional if c in schema.names])
-    table = table.append_column("_row", pa.array(range(1, table.num_rows + 1)))
-    mask = pc.equal(table["product_locale"], locale)
-    for flag in flags:
-        mask = pc.and_(mask, pc.equal(table[flag], 1))
-    if product_ids is not None:
-        mask = pc.and_(mask, pc.is_in(table["product_id"], value_set=pa.array(sorted(product_ids), pa.string())))
-    return table.filter(mask).to_pylist()
+    with parquet_errors(path):
+        schema = pq.read_schema(path)
+        check_columns(path, schema.names, required)
+        for name in ("query", "product_title"):
+            if name in required and not (pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)):
+                raise DataError(str(path), None, name, f"expected a text column, got {schema.field(name).type}")
+        flags = [f"{version}_version"] if version else []
+        check_columns(path, schema.names, flags)
+        table = pq.read_table(path, columns=required + flags + [c for c in optional if c in schema.names])
+        if table.num_rows == 0:
+            raise no_rows(path, "the table is empty")
+        table = table.append_column("_row", pa.array(range(1, table.num_rows + 1)))
+        mask = pc.equal(table["product_locale"], locale)
+        for flag in flags:
+            mask = pc.and_(mask, pc.equal(table[flag], 1))
+        if product_ids is not None:
+            mask = pc.and_(mask, pc.is_in(table["product_id"], value_set=pa.array(sorted(product_ids), pa.string())))
+        return table.filter(mask).to_pylist()
 
 
 @LOADERS.register("esci-parquet")
@@ -220,7 +215,7 @@ def load_esci_parquet(card: Card, data_dir: Path | None) -> dict[str, list[Examp
     def ptext(p: dict, name: str) -> str:
         return text(ppath, f"table row {p['_row']}", name, p.get(name))
 
-    examples: list[Example] = []
+    entries: list[tuple[str, tuple, Example]] = []
     split_of: dict[str, str] = {}
     for r in rows:
         where = f"table row {r['_row']}"
@@ -237,17 +232,19 @@ def load_esci_parquet(card: Card, data_dir: Path | None) -> dict[str, list[Examp
             title=ptext(p, "product_title"), brand=ptext(p, "product_brand"), color=ptext(p, "product_color"),
             bullet_points=ptext(p, "product_bullet_point"), description=ptext(p, "product_description"),
         )
-        examples.append(ex)
+        entries.append((where, (qid, pid), ex))
         if "split" in r:
             split = r["split"]
             if split not in ("train", "test"):
                 raise DataError(str(epath), where, "split", f"unknown split {split!r} (expected train or test)")
-            split_of[ex.id] = split
+            split_of[where] = split
+    kept = resolve_duplicates(card, epath, entries)
+    examples = [ex for _, ex in kept]
     check_unique_ids(str(epath), examples)
     if not split_of:
         return examples
-    train = [ex for ex in examples if split_of[ex.id] == "train"]
-    test = [ex for ex in examples if split_of[ex.id] == "test"]
+    train = [ex for where, ex in kept if split_of[where] == "train"]
+    test = [ex for where, ex in kept if split_of[where] == "test"]
     dev_fraction = float(opts.get("dev_fraction", 0.1))
     seed = int(card.split.get("seed", 0))
     carved = split_by_query(train, {"train": 1 - dev_fraction, "dev": dev_fraction}, seed)

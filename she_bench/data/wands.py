@@ -10,6 +10,7 @@ from she_bench.data.files import (
     item_understanding_text,
     need_data_dir,
     read_csv,
+    resolve_duplicates,
     slices_for,
     text,
 )
@@ -56,7 +57,7 @@ def load_wands(card: Card, data_dir: Path | None) -> list[Example]:
             "_leaf": (pclass or (hierarchy[-1] if hierarchy else "")).lower(),
         }
 
-    examples: list[Example] = []
+    entries: list[tuple[str, tuple, Example]] = []
     for where, row in read_csv(lpath, ["id", "query_id", "product_id", "label"], delim):
         qid = _int_id(lpath, where, "query_id", row["query_id"])
         pid = _int_id(lpath, where, "product_id", row["product_id"])
@@ -71,10 +72,11 @@ def load_wands(card: Card, data_dir: Path | None) -> list[Example]:
         p = products[pid]
         facts = {k: v for k, v in {"category": p["_leaf"], "category_path": p["category"].lower(), "query_class": qclass.lower()}.items() if v}
         steps = {"item_understanding": item_understanding_text(facts), "relevance_judgment": label}
-        examples.append(Example(
+        entries.append((where, (qid, pid), Example(
             id=f"wands-{qid}-{pid}", query_id=qid, query=query,
             item={k: v for k, v in p.items() if v and not k.startswith("_")}, label=label,
             steps={k: v for k, v in steps.items() if v}, facts=facts, slices=slices_for(query, None),
-        ))
+        )))
+    examples = [ex for _, ex in resolve_duplicates(card, lpath, entries)]
     check_unique_ids(str(lpath), examples)
     return examples
