@@ -58,6 +58,13 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Rewrite a JSON-lines file via a temporary file and rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
+    os.replace(tmp, path)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     """Read a JSON-lines log; a final line cut short by a kill is ignored."""
     if not path.exists():
@@ -111,6 +118,16 @@ class Run:
 
     def finish(self) -> None:
         self.update(status="done", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def cut_log(self, stage: str, after_step: int, name: str = "train_log.jsonl") -> None:
+        """Drop `stage`'s step records past `after_step`: a resumed training logs those steps again."""
+        path = self.path / name
+        if not is_main_process() or not path.exists():
+            return
+        rows = read_jsonl(path)
+        kept = [r for r in rows if not (r.get("stage") == stage and (r.get("step") or 0) > after_step)]
+        if len(kept) != len(rows) or len(path.read_text().splitlines()) != len(rows):
+            write_jsonl(path, kept)
 
     def log(self, record: dict, name: str = "train_log.jsonl") -> None:
         if not is_main_process():

@@ -1,10 +1,12 @@
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
 
 from she_bench.ablate import emit, load_suite, run_jobs
 from she_bench.cli import build_parser, main
+from she_bench.config import ConfigError
 
 CARD = str(Path(__file__).parent / "fixtures" / "toyshop-tiny.yaml")
 TINY = {"warm_start.epochs": 1, "warm_start.batch_size": 16, "train.sft_epochs": 0.5, "eval.max_new_tokens": 16,
@@ -34,6 +36,7 @@ def test_grid_expands_and_emits_runnable_commands(tmp_path, capsys):
     assert "6 runs" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_finished_runs_are_skipped(tmp_path, capsys):
     suite = write_suite(tmp_path, recipes=["sft"])
     assert main(["ablate", "--suite", str(suite), "--workers", "2"]) == 0
@@ -43,3 +46,25 @@ def test_finished_runs_are_skipped(tmp_path, capsys):
     assert run_jobs(jobs) == 0
     assert "0 to run" in capsys.readouterr().out
     assert emit(jobs) == ""
+
+
+def test_grid_cells_are_named_runs_whose_commands_resolve_to_the_same_config(tmp_path):
+    from she_bench.config import make_config, parse_overrides
+
+    suite = tmp_path / "grid.yaml"
+    suite.write_text(yaml.safe_dump({"recipes": ["grpo"], "benchmarks": [CARD], "seeds": [0, 1],
+                                     "overrides": {"train.keep_checkpoints": None},
+                                     "grid": {"train.lr": [5.0e-5, 1.0e-3], "train.max_steps": [2]},
+                                     "output_dir": str(tmp_path / "runs")}))
+    jobs = load_suite(suite)
+    assert len(jobs) == 4
+    assert sorted({j.run.cfg.name for j in jobs}) == ["grpo_lr=0.001_max_steps=2", "grpo_lr=5e-05_max_steps=2"]
+    for job in jobs:
+        args = build_parser().parse_args(job.command()[1:])
+        cfg = make_config(args.method, {**parse_overrides(args.overrides), "benchmark": args.benchmark,
+                                        "model": args.model, "seed": args.seed, "output_dir": args.output_dir})
+        assert cfg.hash() == job.run.cfg.hash()  # 5e-05 and null survive the command line
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"recipes": ["grpo"], "grid": {"train.lr": 0.1}}))
+    with pytest.raises(ConfigError, match="grid"):
+        load_suite(bad)

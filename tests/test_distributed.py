@@ -14,6 +14,7 @@ TINY = ["warm_start.epochs=2", "warm_start.batch_size=8", "train.max_steps=2", "
         "eval.bootstrap=20"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sft", "srpo"])
 def test_two_process_run_agrees(tmp_path, method):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

@@ -166,6 +166,7 @@ def _esci_dir() -> Path:
 
 
 @pytest.mark.skipif(not _esci_dir().is_dir(), reason="esci-us-150 data folder (../shared/data/esci-us-150) not here")
+@pytest.mark.slow
 def test_data_describe_esci_us_150(capsys):
     assert main(["data", "describe", "esci-us-150"]) == 0
     text = capsys.readouterr().out

@@ -504,6 +504,7 @@ def test_files_field_no_row_holds(tmp_path, name, content, fields, field, mapped
     expect_error(make_files(tmp_path, name, content, fields=fields), name, f"field '{field}'", "no row holds this field", mapped)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, content", [
     ("p.jsonl", b'{"query": "caf\xe9", "title": "Cup", "label": "Exact"}\n'),
     ("p.csv", b"query,title,label\n"),

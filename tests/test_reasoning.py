@@ -8,6 +8,7 @@ from she_bench.reasoning.parser import (
     MISSING_STEPS,
     NO_LABEL,
     OK,
+    _parse,
     normalize_label,
     parse,
 )
@@ -36,12 +37,19 @@ def test_rendered_rationale_round_trips(steps, label):
     assert parsed.steps == steps
 
 
+RATIONALE_BITS = st.sampled_from(["1. Query understanding: ", "2.", "5) Relevance judgment:", "Step 3: ",
+                                   "Label: ", "label = ", "Exact", "sub", "**", "\n", " ", "=", ";", ":", "9."])
+
+
 @settings(max_examples=500, deadline=None)
-@given(text=st.text(max_size=400))
+@given(text=st.one_of(st.text(max_size=400), st.lists(st.one_of(RATIONALE_BITS, st.text(max_size=8)), max_size=40).map("".join)))
 def test_arbitrary_text_never_raises(text):
-    parsed = parse(text, LABELS)
+    # the real parser, not `parse`, whose catch-all would hide an exception
+    parsed = _parse(text, LABELS)
     assert parsed.status in {OK, NO_LABEL, BAD_LABEL, MISSING_STEPS, EMPTY}
     assert parsed.label is None or parsed.label in LABELS
+    assert all(0 <= a <= b <= len(text) for a, b in parsed.step_spans.values())
+    assert set(parsed.step_spans) == set(parsed.steps)
 
 
 def test_gold_rationale_parses_to_annotation_and_verifies():

@@ -159,3 +159,18 @@ def test_grm_agreement_against_the_verifier_by_hand():
     assert lenient["overall"]["accuracy"] == 0.9 and lenient["overall"]["recall_wrong"] == 0.0
     assert lenient["overall"]["precision_wrong"] is None  # nothing flagged: undefined, not 0
     assert lenient["step_accuracy_grm"]["category_matching"] == 1.0
+
+
+def test_grm_random_state_travels_with_the_checkpoint(tiny, tmp_path):
+    from she_bench.methods.grpo import build_trainer
+    from she_bench.methods.srpo import SRPOTrainer, build_grm
+
+    ctx, init = tiny
+    trainer = build_trainer(ctx, init, SRPOTrainer, grm=build_grm(ctx, init))
+    rng = trainer.grm.rng
+    rng.random()
+    trainer._save_rng_state(str(tmp_path))
+    expected = [rng.random() for _ in range(5)]  # what the GRM would draw after the checkpoint
+    rng.seed(12345)  # a fresh process: the GRM starts from its seed again
+    trainer._load_rng_state(str(tmp_path))
+    assert [rng.random() for _ in range(5)] == expected

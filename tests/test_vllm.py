@@ -69,9 +69,10 @@ def test_topk_entropy_is_renormalised_lower_bound():
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
 def test_missing_vllm_is_a_clear_error(tmp_path):
+    from she_bench.config import ConfigError
     from she_bench.engines import build_engine
 
-    with pytest.raises(ImportError, match=r"pip install -e '\.\[vllm\]'"):
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[vllm\]'"):
         build_engine("vllm", tmp_path)
 
 

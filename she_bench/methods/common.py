@@ -182,7 +182,10 @@ def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None 
     if not console.VERBOSE and ctx is not None:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(StageProgress(ctx))
-    trainer.train(resume_from_checkpoint=last_checkpoint(out_dir))
+    resume = last_checkpoint(out_dir)
+    if ctx is not None:  # the steps after the checkpoint are trained, and logged, again
+        ctx.run.cut_log(ctx.stage, int(resume.rsplit("-", 1)[1]) if resume else 0)
+    trainer.train(resume_from_checkpoint=resume)
     acc = trainer.accelerator
     model = acc.unwrap_model(trainer.model)
     if hasattr(model, "merge_and_unload"):

@@ -8,6 +8,7 @@ step reward unless `reward.judgment_step_reward` (the outcome reward already pay
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -28,6 +29,25 @@ class SRPOTrainer(SheGRPOTrainer):
     def __init__(self, *args, grm=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.grm = grm
+
+    # The GRM's random state (the oracle's flips) shapes training like the sampler's: it is saved with every
+    # checkpoint beside the Trainer's RNG states and restored on resume, so a resumed run is exact.
+    def _grm_state_file(self, folder) -> Path:
+        return Path(folder) / f"grm_rng_state_{self.accelerator.process_index}.json"
+
+    def _save_rng_state(self, output_dir):
+        super()._save_rng_state(output_dir)
+        rng = getattr(self.grm, "rng", None)
+        if rng is not None:
+            self._grm_state_file(output_dir).write_text(json.dumps(rng.getstate()))
+
+    def _load_rng_state(self, checkpoint):
+        super()._load_rng_state(checkpoint)
+        rng = getattr(self.grm, "rng", None)
+        path = self._grm_state_file(checkpoint) if checkpoint else None
+        if rng is not None and path is not None and path.exists():
+            version, internal, gauss = json.loads(path.read_text())
+            rng.setstate((version, tuple(internal), gauss))
 
     def step_rewards(self) -> torch.Tensor:
         """(B_local, K) hybrid step rewards for the last batch, NaN where no source scores a step."""
