@@ -38,25 +38,28 @@ def device() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
-def _open(cfg: Config) -> tuple[Benchmark, Run]:
+def _open(cfg: Config, command: list[str], model_key: str) -> Result | tuple[Benchmark, Run, Path]:
+    """The finished run's Result, or (benchmark, run, model folder) with the run started and the model
+    recorded in its manifest under `model_key` (and `<model_key>_hash`)."""
+    from she_bench.models import model_hash, resolve_model
+
     bench = load_benchmark(cfg.benchmark, cfg.data_dir)
-    return bench, Run(cfg, bench.name)
-
-
-def _done(run: Run) -> Result:
-    return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
+    run = Run(cfg, bench.name)
+    if run.is_done():
+        return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
+    model = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+    run.start(data_hash=bench.data_hash(), **{model_key: str(model), f"{model_key.removesuffix('_path')}_hash": model_hash(model)},
+              engine=cfg.engine, device=device(), command=command)
+    return bench, run, model
 
 
 def evaluate_model(cfg: Config, command: list[str]) -> Result:
     from she_bench.evaluation.evaluate import evaluate
-    from she_bench.models import model_hash, resolve_model
 
-    bench, run = _open(cfg)
-    if run.is_done():
-        return _done(run)
-    model_path = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
-    run.start(data_hash=bench.data_hash(), model_path=str(model_path), model_hash=model_hash(model_path),
-              engine=cfg.engine, device=device(), command=command)
+    opened = _open(cfg, command, "model_path")
+    if isinstance(opened, Result):
+        return opened
+    bench, run, model_path = opened
     t0 = time.time()
     metrics = evaluate(run, bench, model_path)
     write_json(run.path / "metrics.json", metrics)
@@ -72,16 +75,14 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
     from she_bench.methods import get_method
     from she_bench.methods.common import Context, process_state
     from she_bench.methods.sft import warm_start
-    from she_bench.models import model_hash, resolve_model
+    from she_bench.models import model_hash
 
     process_state()  # joins the process group when launched data-parallel
     train = get_method(cfg.method)
-    bench, run = _open(cfg)
-    if run.is_done():
-        return _done(run)
-    base = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
-    run.start(data_hash=bench.data_hash(), base_model=str(base), base_model_hash=model_hash(base),
-              engine=cfg.engine, device=device(), command=command)
+    opened = _open(cfg, command, "base_model")
+    if isinstance(opened, Result):
+        return opened
+    bench, run, base = opened
     ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
     t0 = time.time()
     init = ctx.warm_start = warm_start(ctx)
