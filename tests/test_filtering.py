@@ -32,6 +32,7 @@ def test_band_and_stratum_cap_with_diverse_first():
     assert rep["by_stratum"]["Exact"] == {"kept": 1, "dropped: stratum cap": 4}
     assert rep["by_slice"]["tail"] == {"kept": 1}
     assert rep["keep_rate_by_stratum"]["Exact"] == 0.2 and rep["keep_rate_by_slice"]["tail"] == 1.0
+    assert rep["keep_rate_by_label"] == {"Complement": 0.0, "Exact": 0.2, "Irrelevant": 1.0, "Substitute": 0.0}
     assert rep["stratum_cap"] == 0.4 and rep["stratum_cap_effective"] == 0.5
 
 

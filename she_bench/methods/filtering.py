@@ -52,7 +52,7 @@ def select(ctx: Context, rows: list[dict]) -> tuple[list[str], list[dict]]:
     decisions, in_band = [], defaultdict(list)
     for r in rows:
         ex = by_id[r["id"]]
-        d = {**r, "stratum": stratum_of(ex, f.stratum), "slice": "tail" if "tail" in ex.slices else "head"}
+        d = {**r, "stratum": stratum_of(ex, f.stratum), "label": ex.label, "slice": "tail" if "tail" in ex.slices else "head"}
         if r["pass_rate"] < low:
             d["decision"] = "dropped: too hard"
         elif r["pass_rate"] > high:
@@ -93,7 +93,7 @@ def stratum_quota(sizes: dict[str, int], cap: float) -> dict[str, int]:
 def report(decisions: list[dict], cap: float | None = None) -> dict:
     out = {"scored": len(decisions), "kept": sum(d["decision"] == "kept" for d in decisions),
            "by_reason": dict(Counter(d["decision"] for d in decisions)), "by_stratum": {}, "by_slice": {}}
-    for key, field in (("by_stratum", "stratum"), ("by_slice", "slice")):
+    for key, field in (("by_stratum", "stratum"), ("by_label", "label"), ("by_slice", "slice")):
         groups = defaultdict(Counter)
         for d in decisions:
             groups[d[field]][d["decision"]] += 1
