@@ -87,6 +87,11 @@ def write_run(root, name: str, method: str, seed: int, skill: float, status: str
     metrics = compute_metrics(recs, LABELS, GOOD, SLICES, n_boot=50, seed=seed)
     metrics["split"] = "test"
     metrics["training_entropy"] = training_entropy(log)
+    if method == "srpo":  # what a run measures of its GRM (evaluation/grm_quality.py)
+        rates = {"n": 100, "wrong": 40, "flagged": 30, "accuracy": 0.8 + 0.1 * seed, "precision_wrong": 0.9,
+                 "recall_wrong": 0.6 + 0.1 * seed}
+        metrics["grm_agreement"] = {"grm": "oracle (error 0.1)", "overall": rates, "steps": {s: rates for s in STEPS},
+                                    "step_accuracy_grm": {s: 0.7 for s in STEPS}}
     (path / "metrics.json").write_text(json.dumps(metrics))
     return path
 
@@ -253,3 +258,14 @@ def test_one_seed_folder_input_and_missing_baseline(tmp_path):
     assert "baseline 'grpo' not among" in (out / "vs_baseline.md").read_text()
     md = (out / "summary.md").read_text()
     assert f"| {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}] |" in md  # no std with one seed
+
+
+def test_grm_quality_table_and_grm_column(report):
+    out, data = report
+    (row,) = data["grm"]
+    assert row["variant"] == "srpo" and row["grm"] == "oracle (error 0.1)" and row["n_seeds"] == 2
+    assert row["overall"]["accuracy"]["mean"] == pytest.approx(0.85)
+    assert row["steps"]["query_understanding"]["recall_wrong"]["mean"] == pytest.approx(0.65)
+    summary = {r["variant"]: r["grm"] for r in read_csv(out / "summary.csv")}
+    assert summary == {"grpo": "n/a", "sft": "n/a", "srpo": "oracle (error 0.1)"}
+    assert "GRM quality" in (out / "index.html").read_text()

@@ -7,8 +7,8 @@ reported as *exclusive* time (a wrapped callee's time is taken out of its wrappe
 pieces add up without double counting.
 
 Pieces (she-bench code; the target is their sum < 5% of the step with the oracle GRM):
-  parse       reasoning.parser.parse, called by the outcome reward on every completion
-  verify      the offline verifier: grpo.verify_steps + grpo.shaped_outcome (called by the outcome reward)
+  parse       reasoning.parser.parse, called (through rewards.verifier.check) on every completion
+  verify      the offline verifier: verifier.verify_steps + grpo.shaped_outcome (called by the outcome reward)
   grm         the GRM's score() (oracle: verify + seeded flips)
   token_span  rewards.step_advantages.token_step_index (char spans -> token step index)
   advantages  step_terms, token_advantages, hybrid_step_rewards, the rest of step_rewards /
@@ -88,15 +88,16 @@ def patch(clock: Clock, reference_token_span: bool = False):
     from trl import GRPOTrainer
 
     from she_bench.methods import grpo, srpo
+    from she_bench.rewards import verifier
     from she_bench.methods.common import JsonlLog
     from she_bench.rewards.grm import GRMS
 
     def on(obj, name, category):
         setattr(obj, name, clock.wrap(category, getattr(obj, name)))
 
-    on(grpo, "parse", "parse")
+    on(verifier, "parse", "parse")
+    on(verifier, "verify_steps", "verify")
     on(grpo, "shaped_outcome", "verify")
-    on(grpo, "verify_steps", "verify")
     for kind in ("oracle", "generative", "judge"):
         on(GRMS.get(kind), "score", "grm")
     if reference_token_span:  # the original prefix-decoding implementation, for a before/after

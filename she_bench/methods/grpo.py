@@ -29,9 +29,8 @@ from she_bench.methods.common import (
     trainer_args,
 )
 from she_bench.models import load_model, load_tokenizer
-from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import render_prompt
-from she_bench.rewards.verifier import FORMAT_MODES, outcome_reward, shaped_outcome, verify_steps, well_formed
+from she_bench.rewards.verifier import FORMAT_MODES, check, outcome_reward, shaped_outcome, well_formed
 
 
 class OutcomeReward:
@@ -51,8 +50,9 @@ class OutcomeReward:
     def __call__(self, prompts, completions, example_id, **_):
         c = self.cfg
         self.last_examples = [self.by_id[i] for i in example_id]
-        self.last_parsed = [parse(text, self.labels) for text in completions]
-        self.last_verdicts = [verify_steps(ex, p, self.labels) for ex, p in zip(self.last_examples, self.last_parsed)]
+        checked = [check(ex, text, self.labels) for ex, text in zip(self.last_examples, completions)]
+        self.last_parsed = [p for p, _ in checked]
+        self.last_verdicts = [v for _, v in checked]
         self.last_rewards = [shaped_outcome(ex.label, p, self.labels, c.ordinal_credit, c.format, c.format_penalty)
                              for ex, p in zip(self.last_examples, self.last_parsed)]
         # "right" for critical steps: the gold label, in an output the format gate would pay

@@ -82,11 +82,17 @@ def shaped_outcome(gold: str, parsed: Parsed, labels: list[str], ordinal_credit:
     return 0.0 if format_mode == "gate" else reward - format_penalty
 
 
-def score_output(ex: Example, text: str, labels: list[str]) -> dict:
-    """Parse and verify one model output: the one scoring used by evaluation and rollouts."""
+def check(ex: Example, text: str, labels: list[str]) -> tuple[Parsed, dict[str, bool | None]]:
+    """Parse and verify one model output: the one scoring behind evaluation, rollouts and RL rewards."""
     parsed = parse(text, labels)
+    return parsed, verify_steps(ex, parsed, labels)
+
+
+def score_output(ex: Example, text: str, labels: list[str]) -> dict:
+    """`check` as a prediction record (evaluation, offline rollouts)."""
+    parsed, verdicts = check(ex, text, labels)
     return {
         "pred": parsed.label, "status": parsed.status, "format_valid": parsed.valid,
         "well_formed": well_formed(parsed), "judgment": parsed.judgment, "steps": parsed.steps,
-        "step_verdicts": verify_steps(ex, parsed, labels),
+        "step_verdicts": verdicts,
     }
