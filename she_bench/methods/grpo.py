@@ -101,7 +101,7 @@ class SheGRPOTrainer(GRPOTrainer):
         if self.ctx.cfg.rl.min_group_std > 0:  # skipped groups leave the loss and its token normaliser
             out["completion_mask"] = out["completion_mask"] * keep.to(out["completion_mask"].dtype).unsqueeze(-1)
             out["num_items_in_batch"] = self.accelerator.gather(out["completion_mask"].sum()).sum()
-        self._log_gaming_signals(out)
+        self._log_gaming_signals()
         return out
 
     def shape_advantages(self, out) -> torch.Tensor:
@@ -109,7 +109,7 @@ class SheGRPOTrainer(GRPOTrainer):
         outcome advantage."""
         return out["advantages"].unsqueeze(-1)
 
-    def _log_gaming_signals(self, out) -> None:
+    def _log_gaming_signals(self) -> None:
         """What a policy gaming its reward would change first: parse failures, malformed outputs,
         the share of each predicted label."""
         parsed = self.outcome.last_parsed
