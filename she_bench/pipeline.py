@@ -108,11 +108,11 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
 def grm_quality(ctx, init: Path) -> dict | None:
     """How well the run's GRM judged the final policy's own outputs (None: no GRM in the reward)."""
     from she_bench.evaluation.grm_quality import grm_agreement
-    from she_bench.methods.srpo import build_grm, uses_grm
-    from she_bench.rewards.grm import grm_label
+    from she_bench.methods.srpo import build_grm
+    from she_bench.rewards.grm import grm_label, uses_grm
 
     cfg = ctx.cfg
-    if not uses_grm(cfg):
+    if not uses_grm(cfg.method, cfg.reward.mixing):
         return None
     r = cfg.reward
     grm = build_grm(ctx, init, seed_offset=1)

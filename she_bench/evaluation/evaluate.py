@@ -21,10 +21,11 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
     training temperature, overall and per head/tail: what the policy does, not only its mode."""
     k = cfg.eval.samples
     temperature = cfg.eval.temperature if cfg.eval.temperature is not None else cfg.rl.temperature
-    prompts = [render_prompt(ex, benchmark.labels, getattr(engine, "tokenizer", None)) for ex in examples for _ in range(k)]
+    repeated = [ex for ex in examples for _ in range(k)]
+    prompts = [render_prompt(ex, benchmark.labels, getattr(engine, "tokenizer", None)) for ex in repeated]
     gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                            temperature=temperature, seed=cfg.seed + 1, progress=progress)
-    scored = [(ex, score_output(ex, g.text, benchmark.labels)) for ex, g in zip((e for e in examples for _ in range(k)), gens)]
+    scored = [(ex, score_output(ex, g.text, benchmark.labels)) for ex, g in zip(repeated, gens)]
 
     def rates(subset):
         n = len(subset)

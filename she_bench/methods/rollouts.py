@@ -1,14 +1,13 @@
 """Offline rollouts of a checkpoint, scored by the verifier (DPO pairs, data filtering, GRM data)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from she_bench.engines import build_engine
 from she_bench.methods.common import Context
 from she_bench.reasoning.template import render_prompt
 from she_bench.rewards.verifier import score_output
-from she_bench.runs import is_main_process, read_jsonl
+from she_bench.runs import is_main_process, read_jsonl, write_jsonl
 
 
 def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str = "rollouts",
@@ -28,7 +27,5 @@ def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str
     out = [[{"text": g.text, **score_output(ex, g.text, ctx.bench.labels)} for g in gens[i * k:(i + 1) * k]]
            for i, ex in enumerate(examples)]
     if cache is not None and is_main_process():
-        tmp = cache.with_name(cache.name + ".tmp")
-        tmp.write_text("".join(json.dumps({"id": ex.id, "samples": s}) + "\n" for ex, s in zip(examples, out)))
-        tmp.replace(cache)
+        write_jsonl(cache, [{"id": ex.id, "samples": s} for ex, s in zip(examples, out)])
     return out

@@ -82,11 +82,6 @@ class SRPOTrainer(SheGRPOTrainer):
                                 clip=self.ctx.cfg.rl.advantage_clip)
 
 
-def uses_grm(cfg) -> bool:
-    """Whether a run's step rewards come (in part) from a GRM."""
-    return cfg.method in ("srpo", "she") and cfg.reward.mixing != "verifier_only"
-
-
 def build_grm(ctx: Context, init: Path, seed_offset: int = 0):
     """The run's GRM. LM-scored kinds start from the shared warm start (never from a curriculum stage's
     policy, which would then judge itself)."""

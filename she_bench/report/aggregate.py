@@ -19,7 +19,7 @@ from she_bench.data.schema import STEPS
 from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import paired_bootstrap
 from she_bench.report.collect import RunData
-from she_bench.rewards.grm import grm_label
+from she_bench.rewards.grm import grm_label, uses_grm
 
 LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
 SUMMARY_SUBSETS = ("overall", "head", "tail")
@@ -151,7 +151,7 @@ def step_rows(groups: dict, keys: list) -> list[dict]:
 def run_grm(run: RunData) -> str | None:
     """The GRM behind a run's step rewards, as reports name it (None: no GRM in its reward)."""
     c, r = run.config, {**dataclasses.asdict(RewardConfig()), **(run.config.get("reward") or {})}
-    if c.get("method") not in ("srpo", "she") or r["mixing"] == "verifier_only":
+    if not uses_grm(str(c.get("method")), r["mixing"]):
         return None
     return grm_label(r["grm"], r["grm_error_rate"], r["grm_model"])
 

@@ -47,6 +47,11 @@ class OracleGRM:
         return out
 
 
+def uses_grm(method: str, mixing: str) -> bool:
+    """Whether a run's step rewards come (in part) from a GRM."""
+    return method in ("srpo", "she") and mixing != "verifier_only"
+
+
 def grm_label(kind: str, error_rate: float | None = None, model: str | None = None) -> str:
     """How reports name a GRM: 'oracle (error 0.1)', 'generative (trained)', 'judge (warm start)'."""
     if kind == "oracle":
