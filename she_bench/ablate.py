@@ -30,7 +30,8 @@ from she_bench.config import ConfigError, make_config, nest
 from she_bench.data.cards import Card, find_card
 from she_bench.runs import Run
 
-SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "output_dir"}
+SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "output_dir", "report"}
+"""`report` (baseline, primary comparisons) is read by `she-bench report --suite`, not by ablate."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from she_bench.config import Config
 from she_bench.data.cards import Benchmark, load_benchmark
-from she_bench.runs import Run, is_main_process, read_jsonl, write_json
+from she_bench.runs import Run, is_main_process, read_jsonl, run_budget, write_json
 
 
 @dataclass
@@ -79,6 +79,8 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
 
     process_state()  # joins the process group when launched data-parallel
     train = get_method(cfg.method)
+    if getattr(train, "classic", False):
+        return run_classic(cfg, command, train)
     opened = _open(cfg, command, "base_model")
     if isinstance(opened, Result):
         return opened
@@ -91,16 +93,45 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
     final = train(ctx, init)
     if not is_main_process():
         return None
-    run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=round(time.time() - t1, 1))
+    train_seconds = round(time.time() - t1, 1)
+    run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=train_seconds)
     t2 = time.time()
     metrics = evaluate(run, bench, final)
-    metrics["training_entropy"] = training_entropy(read_jsonl(run.path / "train_log.jsonl"))
+    log = read_jsonl(run.path / "train_log.jsonl")
+    metrics["training_entropy"] = training_entropy(log)
     grm = grm_quality(ctx, init)
     if grm is not None:
         metrics["grm_agreement"] = grm
         metrics["overall"]["step_accuracy_grm"] = grm["step_accuracy_grm"]
+    seconds = {"train_seconds": train_seconds, "eval_seconds": round(time.time() - t2, 1),
+               "total_seconds": round(time.time() - t0, 1)}
+    metrics["budget"] = run_budget(log, seconds)
     write_json(run.path / "metrics.json", metrics)
-    run.update(eval_seconds=round(time.time() - t2, 1), total_seconds=round(time.time() - t0, 1))
+    run.update(budget=metrics["budget"], **seconds)
+    run.finish()
+    return Result(run.path, metrics)
+
+
+def run_classic(cfg: Config, command: list[str], predict) -> Result:
+    """A classic baseline: fit on the train split, predict the evaluated split, score the labels."""
+    from she_bench.evaluation.evaluate import evaluate_labels
+    from she_bench.methods.common import Context
+
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
+    run = Run(cfg, bench.name)
+    if run.is_done():
+        return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
+    run.start(data_hash=bench.data_hash(), model=None, engine=None, device="cpu", command=command)
+    t0 = time.time()
+    predicted = predict(Context(cfg=cfg, bench=bench, run=run, base_model=None))
+    train_seconds = round(time.time() - t0, 2)
+    metrics = evaluate_labels(run, bench, predicted)
+    seconds = {"train_seconds": train_seconds, "eval_seconds": round(time.time() - t0 - train_seconds, 2),
+               "total_seconds": round(time.time() - t0, 2)}
+    metrics["budget"] = {"optimizer_steps": None, "prompts_seen": len(bench.splits["train"]), "tokens_generated": 0,
+                         "tokens_trained": 0, "grm_steps": 0, **seconds}
+    write_json(run.path / "metrics.json", metrics)
+    run.update(budget=metrics["budget"], **seconds)
     run.finish()
     return Result(run.path, metrics)
 

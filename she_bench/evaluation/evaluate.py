@@ -38,11 +38,37 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
     return out
 
 
+def eval_examples(benchmark: Benchmark, cfg) -> list:
+    examples = benchmark.splits[cfg.eval.split]
+    return examples[: cfg.eval.limit] if cfg.eval.limit is not None else examples
+
+
+def record(ex, scored: dict, **extra) -> dict:
+    """One predictions.jsonl line."""
+    return {"id": ex.id, "query_id": ex.query_id, "query": ex.query, "slices": ex.slices, "gold": ex.label, **scored, **extra}
+
+
+def split_metrics(records: list[dict], benchmark: Benchmark, cfg) -> dict:
+    metrics = compute_metrics(records, labels=benchmark.labels, good_labels=benchmark.card.good_labels,
+                              slices=benchmark.card.slices, n_boot=cfg.eval.bootstrap, seed=cfg.seed)
+    metrics["split"] = cfg.eval.split
+    return metrics
+
+
+def evaluate_labels(run: Run, benchmark: Benchmark, predicted: dict[str, str]) -> dict:
+    """Metrics of a method that answers with a label and no reasoning (the classic baselines):
+    every prediction is format-valid, no step is checked."""
+    examples = eval_examples(benchmark, run.cfg)
+    records = [record(ex, {"pred": predicted[ex.id], "status": "label_only", "format_valid": True, "well_formed": False,
+                           "judgment": None, "steps": {}, "step_verdicts": {}}, entropy=None, n_tokens=0, text="")
+               for ex in examples]
+    (run.path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return split_metrics(records, benchmark, run.cfg)
+
+
 def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, progress: bool = True) -> dict:
     cfg = run.cfg
-    examples = benchmark.splits[cfg.eval.split]
-    if cfg.eval.limit is not None:
-        examples = examples[: cfg.eval.limit]
+    examples = eval_examples(benchmark, cfg)
     pred_path = run.path / "predictions.jsonl"
     records = read_jsonl(pred_path)
     done = {r["id"] for r in records}
@@ -59,16 +85,12 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
             gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                                    seed=cfg.seed, progress=progress)
             for ex, gen in zip(chunk, gens):
-                rec = {"id": ex.id, "query_id": ex.query_id, "query": ex.query, "slices": ex.slices,
-                       "gold": ex.label, **score_output(ex, gen.text, benchmark.labels),
-                       "entropy": gen.entropy, "n_tokens": gen.n_tokens, "text": gen.text}
+                rec = record(ex, score_output(ex, gen.text, benchmark.labels), entropy=gen.entropy,
+                             n_tokens=gen.n_tokens, text=gen.text)
                 records.append(rec)
                 run.log(rec, "predictions.jsonl")
     by_id = {r["id"]: r for r in records}
-    ordered = [by_id[ex.id] for ex in examples]
-    metrics = compute_metrics(ordered, labels=benchmark.labels, good_labels=benchmark.card.good_labels,
-                              slices=benchmark.card.slices, n_boot=cfg.eval.bootstrap, seed=cfg.seed)
-    metrics["split"] = cfg.eval.split
+    metrics = split_metrics([by_id[ex.id] for ex in examples], benchmark, cfg)
     if cfg.eval.samples > 0:
         engine = engine or build_engine(cfg.engine, model_path)
         metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress)

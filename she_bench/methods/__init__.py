@@ -1,4 +1,5 @@
-"""Training methods. Each module registers one `train(ctx, init_path) -> final model folder`."""
+"""Training methods. Each module registers `train(ctx, init_path) -> final model folder`, or, for a classic
+baseline (`classic=True`), `predict(ctx) -> {example id: label}`."""
 from __future__ import annotations
 
 import importlib
@@ -6,7 +7,8 @@ import importlib
 from she_bench.registry import Registry
 
 METHODS: Registry = Registry("method")
-_MODULES = {"none": "none", "sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": "srpo", "she": "she"}
+_MODULES = {"none": "none", "sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": "srpo", "she": "she",
+            "sft-matched": "sft", "majority": "classic", "lexical": "classic"}
 
 
 def get_method(name: str):

@@ -28,6 +28,7 @@ LOG_KEYS = {  # TRL log name -> train_log.jsonl name
     "entropy": "entropy", "kl": "kl", "clip_ratio/region_mean": "clip_ratio", "completions/mean_length": "completion_length",
     "learning_rate": "lr", "grad_norm": "grad_norm", "rewards/chosen": "dpo_chosen_reward", "rewards/rejected": "dpo_rejected_reward",
     "rewards/accuracies": "dpo_accuracy", "rewards/margins": "dpo_margin", "mean_token_accuracy": "token_accuracy",
+    "num_tokens": "num_tokens",
 }
 
 
@@ -93,6 +94,17 @@ class JsonlLog(TrainerCallback):
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.last = None
+        self.num_tokens = 0.0
+
+    def on_train_end(self, args, state, control, **kw):
+        """The stage's budget: optimizer steps, prompts per step, tokens through the trainer."""
+        if not state.is_world_process_zero:
+            return
+        group = getattr(args, "num_generations", None) or 1
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+        self.ctx.run.log({"stage": self.ctx.stage, "event": "trained", "method": self.ctx.cfg.method,
+                          "steps": state.global_step, "prompts_per_step": per_step // group, "completions_per_prompt": group,
+                          "num_tokens": int(state.num_input_tokens_seen or self.num_tokens)})
 
     def on_step_begin(self, args, state, control, **kw):
         if self.last is None:
@@ -102,6 +114,8 @@ class JsonlLog(TrainerCallback):
         logs = logs or {}
         if "train_runtime" in logs or not state.is_world_process_zero:
             return
+        if isinstance(logs.get("num_tokens"), (int, float)):
+            self.num_tokens = logs["num_tokens"]
         now = time.time()
         rec = {"stage": self.ctx.stage, "method": self.ctx.cfg.method, "step": state.global_step,
                "seconds_per_step": round(now - self.last, 4) if self.last else None}
@@ -210,3 +224,4 @@ def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None 
 
 def config_hash(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+

@@ -72,15 +72,18 @@ def class_weights(examples, mode: str) -> dict[str, float]:
     return {label: len(examples) / (len(counts) * n) for label, n in counts.items()}
 
 
+def rl_examples(ctx: Context, examples=None) -> list:
+    """The RL prompts in a seeded order; tail prompts repeated `rl.tail_weight` times (rounded) to weight the tail."""
+    out = []
+    for ex in examples if examples is not None else ctx.train_examples:
+        out += [ex] * (max(1, round(ctx.cfg.rl.tail_weight)) if "tail" in ex.slices else 1)
+    random.Random(ctx.cfg.seed).shuffle(out)
+    return out
+
+
 def rl_dataset(ctx: Context, tokenizer, examples=None) -> Dataset:
-    """Prompts for RL; tail prompts repeated `rl.tail_weight` times (rounded) to weight the tail."""
-    examples = examples if examples is not None else ctx.train_examples
-    rows = []
-    for ex in examples:
-        copies = max(1, round(ctx.cfg.rl.tail_weight)) if "tail" in ex.slices else 1
-        rows += [{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer), "example_id": ex.id}] * copies
-    random.Random(ctx.cfg.seed).shuffle(rows)
-    return Dataset.from_list(rows)
+    return Dataset.from_list([{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer), "example_id": ex.id}
+                              for ex in rl_examples(ctx, examples)])
 
 
 class SheGRPOTrainer(GRPOTrainer):

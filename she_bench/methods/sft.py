@@ -3,7 +3,8 @@
 The warm start is cached under the she-bench cache by the hash of everything that decides it
 (base model, training data, warm-start config, LoRA settings, seed), so every method of a
 benchmark and seed starts from the very same checkpoint. The SFT baseline continues SFT from
-the warm start for `train.sft_epochs` more epochs at the warm-start rate.
+the warm start for `train.sft_epochs` more epochs at the warm-start rate; `sft-matched` continues it
+with the RL recipes' prompts and optimizer steps instead.
 """
 from __future__ import annotations
 
@@ -32,19 +33,22 @@ def sft_dataset(examples, labels, tokenizer) -> Dataset:
                               for ex in examples])
 
 
-def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows=None) -> Path:
-    """SFT from `init` on prompt/completion rows (a callable giving them, built only if training is
-    still to do; default: the gold rationales of the train split), into out_dir/final."""
+def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows=None, examples=None, **args) -> Path:
+    """SFT from `init` into out_dir/final on prompt/completion rows (a callable giving them, built only if
+    training is still to do; default: the gold rationales of `examples`, else of the train split);
+    `args` override the trainer's (batch size, max_steps)."""
     cfg = ctx.cfg
 
     def build():
         tokenizer = load_tokenizer(init)
         tokenizer.padding_side = "right"
-        args = trainer_args(SFTConfig, cfg, out_dir, num_train_epochs=epochs, learning_rate=lr,
-                            per_device_train_batch_size=cfg.warm_start.batch_size, max_length=cfg.warm_start.max_length,
-                            lr_scheduler_type="cosine", warmup_steps=10, completion_only_loss=True)
-        data = Dataset.from_list(rows()) if rows is not None else sft_dataset(ctx.train_examples, ctx.bench.labels, tokenizer)
-        return SFTTrainer(model=load_model(init), args=args, train_dataset=data,
+        targs = trainer_args(SFTConfig, cfg, out_dir, **{
+            "num_train_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": cfg.warm_start.batch_size,
+            "max_length": cfg.warm_start.max_length, "lr_scheduler_type": "cosine", "warmup_steps": 10,
+            "completion_only_loss": True, **args})
+        data = (Dataset.from_list(rows()) if rows is not None
+                else sft_dataset(examples if examples is not None else ctx.train_examples, ctx.bench.labels, tokenizer))
+        return SFTTrainer(model=load_model(init), args=targs, train_dataset=data,
                           processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[JsonlLog(ctx)])
 
     return train_once(out_dir, build, ctx)
@@ -62,3 +66,14 @@ def warm_start(ctx: Context) -> Path:
 @METHODS.register("sft")
 def train(ctx: Context, init: Path) -> Path:
     return run_sft(ctx, init, ctx.checkpoints, ctx.cfg.train.sft_epochs, ctx.cfg.warm_start.lr)
+
+
+@METHODS.register("sft-matched")
+def train_matched(ctx: Context, init: Path) -> Path:
+    """SFT on gold rationales with the RL recipes' budget: their prompts (tail prompts weighted alike),
+    train.prompts_per_step of them per step, train.max_steps optimizer steps, at train.lr."""
+    from she_bench.methods.grpo import rl_examples
+
+    cfg = ctx.cfg
+    return run_sft(ctx, init, ctx.checkpoints, 1.0, cfg.train.lr, examples=rl_examples(ctx),
+                   per_device_train_batch_size=cfg.train.prompts_per_step, max_steps=cfg.train.max_steps)

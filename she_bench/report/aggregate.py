@@ -19,6 +19,7 @@ from she_bench.data.schema import STEPS
 from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import paired_bootstrap
 from she_bench.report.collect import RunData
+from she_bench.runs import SHARED_STAGES
 from she_bench.rewards.grm import grm_label, uses_grm
 
 LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
@@ -26,8 +27,6 @@ SUMMARY_SUBSETS = ("overall", "head", "tail")
 COMPARE_METRICS = ("accuracy", "macro_f1")
 COMPARE_SUBSETS = ("overall", "tail")
 SLICE_ORDER = ("head", "tail", "unseen_combo")
-SHARED_STAGES = ("warm_start", "grm")
-"""Train-log stages that belong to the shared warm start / GRM, not to the method."""
 
 
 def _round(x, nd: int = 6):

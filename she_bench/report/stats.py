@@ -1,0 +1,136 @@
+"""Statistics of a report: a difference between two variants over seeds *and* queries, Holm's
+correction, and the minimum detectable difference.
+
+The design is crossed: every seed of every variant is scored on the same test queries. For
+variant A against variant B on a label metric m, seed pair s gives D_s = m(A_s) - m(B_s) and the
+estimate is Delta = mean_s D_s. Its variance has a part that more seeds average out and a part
+they cannot, because all seeds share the queries:
+
+    Var(Delta) = seed part / S + shared query part
+
+* A query bootstrap (queries resampled with replacement, one draw shared by every seed and both
+  variants; `n_boot` resamples, vectorised over per-query confusion counts) gives, per draw b,
+  D_s(b). With V = Var_b(mean_s D_s(b)) and v = mean_s Var_b(D_s(b)), the shared query part is
+  (S V - v) / (S - 1), floored at 0 (with one seed: V).
+* The seed part comes from the seeds themselves: s2 = the sample variance of D_s over seeds (it also
+  holds the query noise that is not shared between seeds, which is why the shared part is all
+  that is added to it).
+
+    Var_hat = s2 / S + shared,   df = Satterthwaite(s2 / S with S - 1 df, shared with Q - 1 df)
+    interval: Delta +- t(0.975, df) sqrt(Var_hat);   p: two-sided t-test of Delta = 0 on df
+
+With three seeds df is about 2 when seeds dominate, so intervals are wide: that is what three
+seeds can support. Coverage of this interval is checked by simulation in tests/test_stats.py.
+A single variant's interval (no B) is the same estimator with D_s = m(A_s).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats as st
+
+from she_bench.evaluation.metrics import _cm_scores, _query_draws
+
+CHUNK = 2000
+"""Bootstrap draws per matrix product (bounds memory on large test sets)."""
+
+
+def _r(x, nd: int = 6):
+    return None if x is None or not math.isfinite(x) else round(float(x), nd)
+
+
+def crossed(cms_a: list[np.ndarray], cms_b: list[np.ndarray] | None, metric: str, K: int, good: np.ndarray,
+            n_boot: int = 10_000, seed: int = 0) -> dict:
+    """Delta, its 95% interval and p over seeds and queries.
+
+    `cms_a[s]` (and `cms_b[s]`, same seed) are per-query confusion counts, shape (Q, K * (K + 1)), with
+    the queries in the same order in every array. Without `cms_b`, the estimate is the mean of A.
+    Returns {"diff", "lo", "hi", "p_value", "se", "df", "seed_var", "query_var", "per_seed", "n_seeds",
+    "n_queries", "n_boot"}.
+    """
+    S, Q = len(cms_a), cms_a[0].shape[0]
+    if S == 0 or (cms_b is not None and len(cms_b) != S):
+        raise ValueError("crossed: need the same number (>= 1) of seeds on both sides")
+
+    def score(cm):
+        return _cm_scores(cm, K, good)[metric]
+
+    def diff(cm_pairs):
+        return [score(a) - (score(b) if b is not None else 0.0) for a, b in cm_pairs]
+
+    pairs = [(a, cms_b[s] if cms_b is not None else None) for s, a in enumerate(cms_a)]
+    per_seed = np.array([d[0] for d in diff([(a.sum(0, keepdims=True), None if b is None else b.sum(0, keepdims=True))
+                                             for a, b in pairs])])
+    boot = np.empty((S, 0))
+    if n_boot > 0:
+        draws = _query_draws(Q, n_boot, seed).astype(np.float64)
+        chunks = [np.stack(diff([(d @ a, None if b is None else d @ b) for a, b in pairs]))
+                  for d in (draws[i:i + CHUNK] for i in range(0, n_boot, CHUNK))]
+        boot = np.concatenate(chunks, axis=1)  # (S, n_boot)
+    delta = float(per_seed.mean())
+    out = {"diff": _r(delta), "per_seed": [_r(x) for x in per_seed], "n_seeds": S, "n_queries": Q, "n_boot": n_boot,
+           "lo": None, "hi": None, "p_value": None, "se": None, "df": None, "seed_var": None, "query_var": None}
+    if n_boot == 0:
+        return out
+    V = float(boot.mean(axis=0).var(ddof=1))
+    if S > 1:
+        v = float(boot.var(axis=1, ddof=1).mean())
+        shared = max(0.0, (S * V - v) / (S - 1))
+        seed_var = float(per_seed.var(ddof=1))
+        a, b = seed_var / S, shared
+        df = (a + b) ** 2 / (a * a / (S - 1) + b * b / max(Q - 1, 1)) if a + b > 0 else float(S - 1)
+    else:
+        seed_var, shared, a, b, df = None, V, 0.0, V, float(max(Q - 1, 1))
+    se = math.sqrt(a + b)
+    out.update(se=_r(se), df=_r(df, 3), seed_var=_r(seed_var, 8), query_var=_r(shared, 8))
+    if se > 0:
+        half = float(st.t.ppf(0.975, df)) * se
+        out.update(lo=_r(delta - half), hi=_r(delta + half), p_value=_r(float(2 * st.t.sf(abs(delta) / se, df)), 8))
+    else:  # no spread at all: identical runs
+        out.update(lo=_r(delta), hi=_r(delta), p_value=1.0 if delta == 0 else 0.0)
+    return out
+
+
+def holm(p_values: list[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values, in the input order (None entries are left out of the family)."""
+    idx = sorted((i for i, p in enumerate(p_values) if p is not None), key=lambda i: p_values[i])
+    m, out, running = len(idx), [None] * len(p_values), 0.0
+    for rank, i in enumerate(idx):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        out[i] = running
+    return out
+
+
+def _satterthwaite(a: float, b: float, S: int, Q: int) -> float:
+    if a + b <= 0:
+        return float(max(S - 1, 1))
+    return (a + b) ** 2 / (a * a / max(S - 1, 1) + b * b / max(Q - 1, 1))
+
+
+def power_t(ncp: float, df: float, alpha: float = 0.05) -> float:
+    """Power of the two-sided t-test at noncentrality `ncp`."""
+    crit = st.t.ppf(1 - alpha / 2, df)
+    return float(st.nct.sf(crit, df, ncp) + st.nct.cdf(-crit, df, ncp))
+
+
+def mdd(seed_var: float, query_var: float, seeds: int, n_queries: int, power: float = 0.8, alpha: float = 0.05) -> float:
+    """Minimum detectable difference of the crossed test with `seeds` seed pairs: the true Delta that the
+    two-sided test at `alpha` rejects with probability `power` (noncentral t on Satterthwaite's df)."""
+    a, b = seed_var / seeds, query_var
+    se = math.sqrt(a + b)
+    df = _satterthwaite(a, b, seeds, n_queries)
+    lo, hi = 0.0, 50.0
+    for _ in range(80):  # bisection on the noncentrality
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if power_t(mid, df, alpha) < power else (lo, mid)
+    return hi * se
+
+
+def seeds_to_detect(target: float, seed_var: float, query_var: float, n_queries: int, max_seeds: int = 100) -> int | None:
+    """Fewest seeds whose minimum detectable difference is at most `target` (None: more than max_seeds,
+    or the shared query variance alone is too large: only more queries help)."""
+    for s in range(2, max_seeds + 1):
+        if mdd(seed_var, query_var, s, n_queries) <= target:
+            return s
+    return None

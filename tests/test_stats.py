@@ -1,0 +1,77 @@
+"""The report's statistics: the crossed seed x query estimator's coverage, Holm, the power figure."""
+import numpy as np
+import pytest
+
+from she_bench.report.stats import crossed, holm, mdd, seeds_to_detect
+
+K = 2
+GOOD = np.array([True, False])
+
+
+def simulate(rng, delta, seeds=3, queries=150, per_query=6, seed_sd=0.02, query_sd=0.06, base=0.65):
+    """Per-query confusion counts of variants A and B for each seed; accuracy differs by `delta` in
+    expectation over seeds and queries. Correct: gold 0 predicted 0; wrong: gold 0 predicted 1."""
+    q_a, q_b = rng.normal(0, query_sd, queries), rng.normal(0, query_sd, queries)
+    cms = {"a": [], "b": []}
+    for side, shift, q in (("a", delta, q_a), ("b", 0.0, q_b)):
+        for _ in range(seeds):
+            p = np.clip(base + shift + rng.normal(0, seed_sd) + q, 0.0, 1.0)
+            right = rng.binomial(per_query, p)
+            cm = np.zeros((queries, K * (K + 1)))
+            cm[:, 0], cm[:, 1] = right, per_query - right
+            cms[side].append(cm)
+    return cms["a"], cms["b"]
+
+
+def test_interval_covers_the_truth_at_least_93_percent():
+    rng = np.random.default_rng(0)
+    truth, hits, n = 0.03, 0, 400
+    for i in range(n):
+        a, b = simulate(rng, truth)
+        r = crossed(a, b, "accuracy", K, GOOD, n_boot=1000, seed=i)
+        hits += r["lo"] <= truth <= r["hi"]
+    assert hits / n >= 0.93
+
+
+def test_query_only_bootstrap_would_undercover():
+    """The check above can fail: an interval from queries alone misses seed variance."""
+    rng = np.random.default_rng(1)
+    truth, hits, n = 0.03, 0, 200
+    for i in range(n):
+        a, b = simulate(rng, truth, seed_sd=0.03)
+        r = crossed(a, b, "accuracy", K, GOOD, n_boot=1000, seed=i)
+        half = 1.96 * np.sqrt(r["query_var"])
+        hits += r["diff"] - half <= truth <= r["diff"] + half
+    assert hits / n < 0.8
+
+
+def test_point_estimate_is_the_mean_of_per_seed_differences_and_inside_its_interval():
+    a, b = simulate(np.random.default_rng(2), 0.05)
+    r = crossed(a, b, "macro_f1", K, GOOD, n_boot=2000)
+    assert r["diff"] == pytest.approx(np.mean(r["per_seed"]), abs=1e-6)
+    assert r["lo"] <= r["diff"] <= r["hi"]
+
+
+def test_holm_against_hand_computed_values():
+    # sorted p: 0.01 (x4 = 0.04), 0.02 (x3 = 0.06), 0.03 (x2 = 0.06, monotone), 0.5 (x1 = 0.5)
+    assert holm([0.03, None, 0.01, 0.5, 0.02]) == pytest.approx([0.06, None, 0.04, 0.5, 0.06])
+    assert holm([0.4, 0.3]) == pytest.approx([0.6, 0.6])
+    assert holm([]) == []
+
+
+def test_minimum_detectable_difference_has_80_percent_power_in_simulation():
+    seeds, queries, seed_sd = 3, 150, 0.02
+    # the variance components the estimator sees in this design, measured under no effect
+    rng = np.random.default_rng(3)
+    comps = [crossed(*simulate(rng, 0.0, seeds, queries, seed_sd=seed_sd), "accuracy", K, GOOD, n_boot=1000, seed=i)
+             for i in range(100)]
+    seed_var = float(np.mean([c["seed_var"] for c in comps]))
+    query_var = float(np.mean([c["query_var"] for c in comps]))
+    effect = mdd(seed_var, query_var, seeds, queries)
+    rejected = [crossed(*simulate(rng, effect, seeds, queries, seed_sd=seed_sd), "accuracy", K, GOOD, n_boot=1000,
+                        seed=i)["p_value"] < 0.05 for i in range(400)]
+    assert 0.7 <= np.mean(rejected) <= 0.9
+    # more seeds detect less; a target below what the shared query variance allows is unreachable
+    assert mdd(seed_var, query_var, 10, queries) < effect
+    assert seeds_to_detect(effect, seed_var, query_var, queries) <= seeds
+    assert seeds_to_detect(1e-4, seed_var, query_var, queries) is None
