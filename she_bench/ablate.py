@@ -93,6 +93,18 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
     return jobs
 
 
+def load_report_plan(path: Path) -> tuple[str, list[tuple[str, str]]]:
+    """A suite's `report:` section: (baseline, primary comparisons as (variant, versus) pairs)."""
+    try:
+        plan = (yaml.safe_load(Path(path).read_text()) or {}).get("report") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as e:
+        raise ConfigError(f"{path}: cannot read the suite's report section: {e}") from e
+    primary = plan.get("primary") or []
+    if not isinstance(primary, list) or not all(isinstance(p, list) and len(p) == 2 for p in primary):
+        raise ConfigError(f"{path}: field 'report.primary' must list [variant, versus] pairs")
+    return str(plan.get("baseline", "grpo")), [(str(a), str(b)) for a, b in primary]
+
+
 def yaml_value(value) -> str:
     """A value as the YAML the command line reads back to the same value (5e-05 -> 5.0e-05, None -> null)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()

@@ -47,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="tables, plots and an HTML page across run directories")
     rep.add_argument("run_dirs", nargs="+", help="run directories, or folders searched for them")
     rep.add_argument("--out", required=True, help="output folder")
-    rep.add_argument("--baseline", default="grpo", help="variant the others are compared with (default grpo)")
-    rep.add_argument("--bootstrap", type=int, default=1000, help="resamples of the paired test")
+    rep.add_argument("--suite", help="suite YAML whose `report:` section declares the baseline and the primary comparisons")
+    rep.add_argument("--baseline", help="variant the others are compared with (default: the suite's, else grpo)")
+    rep.add_argument("--bootstrap", type=int, default=10_000, help="query resamples behind intervals and p-values")
 
     data = sub.add_parser("data", help="inspect benchmarks")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -121,11 +122,16 @@ def cmd_ablate(args) -> int:
 def cmd_report(args) -> int:
     from she_bench.report import build_report
 
+    from she_bench.ablate import load_report_plan
+
+    baseline, primary = load_report_plan(Path(args.suite)) if args.suite else ("grpo", [])
+    baseline = args.baseline or baseline
     command = ["she-bench", "report", *args.run_dirs, "--out", args.out]
-    if args.baseline != "grpo":
-        command += ["--baseline", args.baseline]
-    result = build_report([Path(p) for p in args.run_dirs], Path(args.out), baseline=args.baseline,
-                          n_boot=args.bootstrap, command=command)
+    command += ["--suite", args.suite] if args.suite else []
+    command += ["--baseline", args.baseline] if args.baseline else []
+    command += ["--bootstrap", str(args.bootstrap)] if args.bootstrap != 10_000 else []
+    result = build_report([Path(p) for p in args.run_dirs], Path(args.out), baseline=baseline,
+                          n_boot=args.bootstrap, command=command, primary=primary)
     print(f"report: {Path(args.out) / 'index.html'} ({len(result.get('files', []))} files)")
     return 0
 

@@ -26,7 +26,7 @@ def run_dir(out: Path, method: str) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["warm-start", "sft", "dpo", "grpo", "srpo"])
+@pytest.mark.parametrize("method", ["warm-start", "sft", "sft-matched", "dpo", "grpo", "srpo"])
 def test_method_runs_end_to_end(tmp_path, method):
     assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
     path = run_dir(tmp_path, method)
@@ -36,11 +36,19 @@ def test_method_runs_end_to_end(tmp_path, method):
     assert manifest["warm_start_hash"] and manifest["final_model_hash"]
     metrics = json.loads((path / "metrics.json").read_text())
     assert metrics["overall"]["n"] == 16
+    budget = metrics["budget"]
+    assert manifest["budget"] == budget and budget["total_seconds"] > 0
     if method == "warm-start":
         assert manifest["final_model_hash"] == manifest["warm_start_hash"]
+        assert budget["optimizer_steps"] == 0 and budget["tokens_trained"] == 0
         return
+    assert budget["optimizer_steps"] > 0 and budget["tokens_trained"] > 0
+    if method in ("sft-matched", "grpo", "srpo"):  # the RL budget: 2 steps x 2 prompts
+        assert budget["optimizer_steps"] == 2 and budget["prompts_seen"] == 4
+    if method in ("dpo", "grpo", "srpo"):
+        assert budget["tokens_generated"] > 0
     log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
-    main_steps = [r for r in log if r["stage"] == "main"]
+    main_steps = [r for r in log if r["stage"] == "main" and "event" not in r]
     assert main_steps and all("loss" in r and "seconds_per_step" in r for r in main_steps)
     if method in ("grpo", "srpo"):
         assert all(k in main_steps[0] for k in ("reward_mean", "reward_std", "zero_std_groups", "entropy", "kl",
@@ -56,6 +64,38 @@ def test_method_runs_end_to_end(tmp_path, method):
     # a finished run is not redone
     assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
     assert json.loads((path / "manifest.json").read_text())["attempts"] == 1
+
+
+@pytest.mark.parametrize("method", ["majority", "lexical"])
+def test_classic_baseline_runs_end_to_end(tmp_path, method):
+    assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
+    path = run_dir(tmp_path, method)
+    metrics = json.loads((path / "metrics.json").read_text())
+    o = metrics["overall"]
+    assert o["n"] == 16 and o["format_valid_rate"] == 1.0 and o["accuracy"]["ci95"] is not None
+    assert set(metrics["slices"]) >= {"head", "tail"}
+    assert all(v is None for v in o["step_accuracy"].values()) and o["chain_n"] == 0  # no reasoning: n/a
+    assert metrics["budget"]["tokens_generated"] == 0 and metrics["budget"]["optimizer_steps"] is None
+    preds = [json.loads(line) for line in (path / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 16 and all(p["pred"] in ("Exact", "Substitute", "Complement", "Irrelevant") for p in preds)
+    if method == "majority":
+        assert len({p["pred"] for p in preds}) == 1
+
+
+def test_lexical_features_see_overlap_brand_and_colour():
+    from she_bench.data.schema import Example
+    from she_bench.methods.classic import LexicalFeatures
+
+    def ex(query, title, brand, color):
+        return Example(id=query + title, query_id=query, query=query, label="Exact",
+                       item={"title": title, "brand": brand, "color": color, "category": "boots"})
+
+    train = [ex("red zento boots", "Zento leather boots", "zento", "red"), ex("blue mug", "Ceramic mug", "acme", "white")]
+    f = dict(zip(LexicalFeatures.NAMES, LexicalFeatures(train)([train[0]])[0]))
+    assert f["brand_in_query"] == 1 and f["color_in_query"] == 1 and f["category_overlap"] == pytest.approx(1 / 3)
+    assert f["title_overlap"] == pytest.approx(2 / 3) and f["bm25"] > 0 and f["query_tokens"] == 3
+    g = dict(zip(LexicalFeatures.NAMES, LexicalFeatures(train)([train[1]])[0]))
+    assert g["brand_in_query"] == 0 and g["color_in_query"] == 0 and g["unmatched_query_tokens"] == 1
 
 
 def make_context(tmp_path, overrides):

@@ -87,6 +87,8 @@ def write_run(root, name: str, method: str, seed: int, skill: float, status: str
     metrics = compute_metrics(recs, LABELS, GOOD, SLICES, n_boot=50, seed=seed)
     metrics["split"] = "test"
     metrics["training_entropy"] = training_entropy(log)
+    metrics["budget"] = {"optimizer_steps": 150, "prompts_seen": 1200, "tokens_generated": 600_000, "tokens_trained": 90_000,
+                         "total_seconds": 240.0}
     if method == "srpo":  # what a run measures of its GRM (evaluation/grm_quality.py)
         rates = {"n": 100, "wrong": 40, "flagged": 30, "accuracy": 0.8 + 0.1 * seed, "precision_wrong": 0.9,
                  "recall_wrong": 0.6 + 0.1 * seed}
@@ -112,7 +114,8 @@ def runs(tmp_path_factory):
 def report(runs, tmp_path_factory):
     root, dirs = runs
     out = tmp_path_factory.mktemp("report-a")
-    data = build_report(dirs, out, n_boot=N_BOOT, seed=0, command=["she-bench", "report", "runs/"])
+    data = build_report(dirs, out, n_boot=N_BOOT, seed=0, command=["she-bench", "report", "runs/"],
+                        primary=[("srpo", "grpo"), ("she", "srpo")])
     return out, data
 
 
@@ -147,7 +150,7 @@ def test_tables_have_every_variant_and_right_mean(runs, report):
     # every slice present
     slices = {r["slice"] for r in read_csv(out / "slices.csv")}
     assert slices == set(SLICES)
-    assert data["summary"][0]["accuracy"]["overall"]["interval"] == "t"
+    assert data["summary"][0]["accuracy"]["overall"]["interval"] == "seeds+queries"
 
 
 def test_missing_value_is_na_not_zero(report):
@@ -160,23 +163,57 @@ def test_missing_value_is_na_not_zero(report):
     assert fnum(None) == "n/a" and fnum(-0.0001) == "0.000"
 
 
-def test_vs_baseline(report):
+def test_comparisons_primary_and_exploratory(report):
     out, data = report
-    rows = {r["variant"]: r for r in data["vs_baseline"]}
-    assert set(rows) == {"sft", "srpo"}
-    same = rows["sft"]["results"]
-    for key in ("accuracy/overall", "macro_f1/overall", "accuracy/tail", "macro_f1/tail"):
+    rows = {(r["variant"], r["versus"]): r for r in data["comparisons"]}
+    assert set(rows) == {("srpo", "grpo"), ("sft", "grpo")}
+    assert rows[("srpo", "grpo")]["family"] == "primary" and rows[("sft", "grpo")]["family"] == "exploratory"
+    assert "primary comparison she vs srpo not run (she missing)" in data["comparison_notes"][0]
+    same = rows[("sft", "grpo")]["results"]  # identical predictions
+    for key in ("accuracy/overall", "macro_f1/overall", "macro_f1/tail"):
         assert same[key]["diff"]["mean"] == 0 and same[key]["p_value"] == 1.0
-    better = rows["srpo"]["results"]["accuracy/overall"]
-    assert better["diff"]["mean"] > 0.2 and better["p_value"] < 0.01
-    assert better["diff"]["lo"] > 0 and better["diff"]["interval"] == "paired_bootstrap"
-    assert rows["srpo"]["seeds_a"] == [0, 1] and rows["srpo"]["pairing"] == "seed"
-    csv_rows = {r["variant"]: r for r in read_csv(out / "vs_baseline.csv")}
-    assert csv_rows["sft"]["diff_accuracy_mean"] == "0.0000" and csv_rows["sft"]["p_accuracy"] == "1.0000"
-    md = (out / "vs_baseline.md").read_text()
-    assert f"paired bootstrap over queries, {N_BOOT} resamples, two-sided" in md
-    srpo_line = next(line for line in md.splitlines() if line.startswith("| toyshop | srpo"))
-    assert f"<{2 / N_BOOT:.3f}" in srpo_line
+    better = rows[("srpo", "grpo")]["results"]["accuracy/overall"]
+    # two seed pairs leave the seed variance one degree of freedom: a 0.3 gain is not yet significant
+    assert better["diff"]["mean"] > 0.2 and better["df"] < 2 and 0.01 < better["p_value"] < 0.2
+    assert better["diff"]["lo"] < 0 < better["diff"]["hi"] and better["diff"]["interval"] == "seeds+queries"
+    # Holm over the primary family's three metrics: the adjusted p is at least the raw one, at most 3x
+    primary = [rows[("srpo", "grpo")]["results"][k] for k in ("accuracy/overall", "macro_f1/overall", "macro_f1/tail")]
+    for res in primary:
+        assert res["p_value"] <= res["p_holm"] <= min(1.0, 3 * res["p_value"]) + 1e-12
+    assert min(r["p_holm"] for r in primary) == pytest.approx(3 * min(r["p_value"] for r in primary), rel=1e-3)
+    assert rows[("srpo", "grpo")]["seeds_a"] == [0, 1] and rows[("srpo", "grpo")]["pairing"] == "seed"
+    csv_rows = {r["variant"]: r for r in read_csv(out / "comparisons.csv")}
+    assert csv_rows["sft"]["diff_accuracy_mean"] == "0.0000" and csv_rows["sft"]["p_accuracy"] == "1.000000"
+    md = (out / "comparisons.md").read_text()
+    assert f"query bootstrap of {N_BOOT} resamples" in md and "Holm" in md
+    assert "| toyshop | srpo | grpo | primary |" in md
+
+
+def test_significance_mark_with_enough_seeds(tmp_path):
+    dirs = [write_run(tmp_path, name, name, seed, skill) for seed in range(5) for name, skill in (("grpo", 0.55), ("srpo", 0.9))]
+    data = build_report(dirs, tmp_path / "out", n_boot=N_BOOT, primary=[("srpo", "grpo")])
+    (row,) = data["comparisons"]
+    res = row["results"]["accuracy/overall"]
+    assert res["diff"]["lo"] > 0 and res["p_holm"] < 0.05 and res["significant"]
+    line = next(x for x in (tmp_path / "out" / "comparisons.md").read_text().splitlines() if "| srpo | grpo |" in x)
+    assert " *" in line
+
+
+def test_power_budget_and_legend(report):
+    out, data = report
+    power = {r["metric"] + "/" + r["subset"]: r for r in data["power"]}
+    assert set(power) == {"accuracy/overall", "macro_f1/overall", "macro_f1/tail"}
+    acc = power["accuracy/overall"]
+    assert acc["seeds"] == 2 and acc["comparisons"] == 1 and acc["mdd"] > 0
+    assert "smallest difference detected with 80% power" in (out / "summary.md").read_text()
+    assert (out / "power.md").exists() and (out / "legend.md").exists()
+    legend = {r["variant"]: r for r in data["legend"]}
+    assert legend["srpo"]["grm"] == "oracle (error 0.1)" and legend["grpo"]["grm"] is None
+    assert legend["srpo"]["grm_steps"] == [] and legend["srpo"]["verifier_steps"] == ["QU", "IU", "CM", "AM"]
+    assert legend["grpo"]["outcome"].startswith("format=gate") and legend["sft"]["outcome"] is None
+    summary = {r["variant"]: r for r in read_csv(out / "summary.csv")}
+    assert summary["grpo"]["budget_optimizer_steps"] == "150.0"
+    assert "150 st · 1200 pr" in (out / "summary.md").read_text()
 
 
 def test_running_run_is_skipped_and_listed(report):
@@ -195,7 +232,8 @@ def test_deterministic(runs, report, tmp_path):
     _, dirs = runs
     out_a, data = report
     out_b = tmp_path / "b"
-    build_report(list(reversed(dirs)), out_b, n_boot=N_BOOT, seed=0, command=["she-bench", "report", "runs/"])
+    build_report(list(reversed(dirs)), out_b, n_boot=N_BOOT, seed=0, command=["she-bench", "report", "runs/"],
+                 primary=[("srpo", "grpo"), ("she", "srpo")])
     files_a = sorted(p.name for p in out_a.iterdir())
     assert files_a == sorted(p.name for p in out_b.iterdir()) == data["files"]
     for name in files_a:
@@ -208,7 +246,7 @@ def test_html_is_self_contained(report):
     for plot in PLOTS:
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert re.search(rf'alt="{re.escape(plot)}" src="data:image/png;base64,[A-Za-z0-9+/=]+"', page), plot
-    for table in ("summary", "vs_baseline", "slices", "steps", "entropy", "provenance", "skipped"):
+    for table in ("summary", "comparisons", "power", "legend", "slices", "steps", "entropy", "provenance", "skipped"):
         assert f'id="table-{table}"' in page, table
     assert "she-bench report runs/" in page and "toyshop" in page
     assert not re.search(r'(href|src)="(https?:)?//', page)
@@ -251,11 +289,11 @@ def test_one_seed_folder_input_and_missing_baseline(tmp_path):
     row = data["summary"][0]
     assert row["variant"] == "she" and row["n_seeds"] == 1
     acc = row["accuracy"]["overall"]
-    assert acc["interval"] == "bootstrap" and acc["std"] is None and acc["lo"] is not None
+    assert acc["interval"] == "queries" and acc["std"] is None and acc["lo"] is not None
     assert [s["path"] for s in data["skipped"]] == ["she-toy-1m-s0-abc0she"]
     assert "duplicate of she-copy" in data["skipped"][0]["reason"]
-    assert data["vs_baseline"] == [] and "baseline 'grpo' not among" in data["vs_baseline_notes"][0]
-    assert "baseline 'grpo' not among" in (out / "vs_baseline.md").read_text()
+    assert data["comparisons"] == [] and "baseline 'grpo' not among" in data["comparison_notes"][0]
+    assert "baseline 'grpo' not among" in (out / "comparisons.md").read_text()
     md = (out / "summary.md").read_text()
     assert f"| {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}] |" in md  # no std with one seed
 

@@ -4,7 +4,8 @@ baseline, slices, step quality, entropy and training curves.
 A *stat* is ``{"mean", "std", "lo", "hi", "n", "interval"}`` over the seeds that have a value:
 ``std`` is the sample standard deviation (None with one seed); ``lo``/``hi`` is a 95% interval,
 ``interval`` says which: ``"t"`` (Student-t interval of the mean over seeds, two or more seeds),
-``"bootstrap"`` (the single run's bootstrap interval over queries) or None.
+``"bootstrap"`` (the single run's bootstrap interval over queries), ``"seeds+queries"`` (the crossed
+estimator of report.stats, used for label metrics in the summary and every comparison) or None.
 """
 from __future__ import annotations
 
@@ -17,15 +18,18 @@ from scipy import stats as st
 from she_bench.config import RewardConfig
 from she_bench.data.schema import STEPS
 from she_bench.evaluation.entropy import training_entropy
-from she_bench.evaluation.metrics import paired_bootstrap
+from she_bench.evaluation.metrics import _Encoded
 from she_bench.report.collect import RunData
+from she_bench.report.stats import crossed, holm, mdd, seeds_to_detect
 from she_bench.runs import SHARED_STAGES
 from she_bench.rewards.grm import grm_label, uses_grm
 
 LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
 SUMMARY_SUBSETS = ("overall", "head", "tail")
-COMPARE_METRICS = ("accuracy", "macro_f1")
-COMPARE_SUBSETS = ("overall", "tail")
+HEADLINE = (("accuracy", "overall"), ("macro_f1", "overall"), ("macro_f1", "tail"))
+"""The (metric, subset) pairs every comparison tests, Holm's family, and the power line's metrics."""
+CLASSIC = ("majority", "lexical")
+STEP_ABBR = {s: "".join(w[0].upper() for w in s.split("_")) for s in STEPS}  # QU, IU, CM, AM, RJ
 SLICE_ORDER = ("head", "tail", "unseen_combo")
 
 
@@ -95,14 +99,14 @@ def _n_examples(runs: list[RunData], subset: str) -> list[int]:
 # ---------------------------------------------------------------- sections
 
 
-def summary_rows(groups: dict, keys: list) -> list[dict]:
+def summary_rows(groups: dict, keys: list, n_boot: int, seed: int) -> list[dict]:
     rows = []
     for key in keys:
         runs = groups[key]
         row = {"benchmark": key[0], "variant": key[1], "seeds": [r.seed for r in runs], "n_seeds": len(runs),
-               "n_examples": _n_examples(runs, "overall"), "grm": run_grm(runs[0])}
+               "n_examples": _n_examples(runs, "overall"), "grm": run_grm(runs[0]), "budget": budget_stat(runs)}
         for metric in LABEL_METRICS:
-            row[metric] = {s: label_stat(runs, s, metric) for s in SUMMARY_SUBSETS}
+            row[metric] = {s: crossed_stat(runs, s, metric, n_boot, seed) for s in SUMMARY_SUBSETS}
         row["format_valid_rate"] = field_stat(runs, "overall", "format_valid_rate")
         row["parse_failures"] = [(r.metrics["overall"].get("parse_failures")) for r in runs]
         row["mean_entropy"] = field_stat(runs, "overall", "mean_entropy")
@@ -196,13 +200,55 @@ def entropy_rows(groups: dict, keys: list) -> list[dict]:
     return rows
 
 
-# ---------------------------------------------------------------- paired comparison
+# ---------------------------------------------------------------- seeds x queries
+
+
+def _labels(runs: list[RunData]) -> tuple[list[str], np.ndarray]:
+    m = runs[0].metrics
+    labels = m.get("labels") or sorted({p["gold"] for p in runs[0].predictions})
+    good = set(m.get("good_labels") or [])
+    return labels, np.array([lab in good for lab in labels])
 
 
 def _subset_records(run: RunData, subset: str) -> list[dict]:
     if subset == "overall":
         return run.predictions
     return [p for p in run.predictions if subset in (p.get("slices") or ())]
+
+
+def _confusions(runs: list[RunData], subset: str, labels: list[str], good: np.ndarray) -> tuple[list, int]:
+    """Per-query confusion counts of each run on the examples of `subset` every run holds (queries in
+    one order for all), and how many records were left out for want of a partner."""
+    records = [_subset_records(r, subset) for r in runs]
+    common = set.intersection(*({p["id"] for p in recs} for recs in records)) if records else set()
+    unmatched = sum(len(recs) for recs in records) - len(records) * len(common)
+    if not common:
+        return [], unmatched
+    cms = []
+    for recs in records:
+        kept = sorted((p for p in recs if p["id"] in common), key=lambda p: str(p["id"]))
+        enc = _Encoded(kept, labels, [lab for lab, g in zip(labels, good) if g])
+        cms.append(enc.query_confusions(np.arange(len(kept))))
+    return cms, unmatched
+
+
+def _as_stat(c: dict, bounds=(0.0, 1.0)) -> dict:
+    """A crossed() result in the shape of a stat (mean, std over seeds, lo, hi)."""
+    per = [x for x in c["per_seed"] if x is not None]
+    lo, hi = c["lo"], c["hi"]
+    if bounds is not None and lo is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return {"mean": c["diff"], "std": _round(np.std(per, ddof=1)) if len(per) > 1 else None, "lo": lo, "hi": hi,
+            "n": c["n_seeds"], "interval": None if lo is None else "seeds+queries" if c["n_seeds"] > 1 else "queries"}
+
+
+def crossed_stat(runs: list[RunData], subset: str, metric: str, n_boot: int, seed: int) -> dict:
+    """Mean over seeds of a label metric with the seeds x queries interval (report.stats.crossed)."""
+    labels, good = _labels(runs)
+    cms, _ = _confusions(runs, subset, labels, good)
+    if not cms:
+        return stat([])
+    return _as_stat(crossed(cms, None, metric, len(labels), good, n_boot, seed))
 
 
 def _pairs(a: list[RunData], b: list[RunData]) -> tuple[list, str]:
@@ -213,74 +259,142 @@ def _pairs(a: list[RunData], b: list[RunData]) -> tuple[list, str]:
     return list(zip(a, b)), "order"
 
 
-def compare(a: list[RunData], b: list[RunData], labels, good_labels, n_boot: int, seed: int) -> dict:
-    """Variant `a` minus baseline `b` on each metric and subset, paired over queries.
-
-    Seed pairs are (same seed of a and b); without a shared seed, the i-th seeds. ``diff`` is the
-    mean over seed pairs of the per-pair difference (``std`` its spread over pairs); the 95%
-    interval and the two-sided p-value come from one paired bootstrap over queries on the
-    concatenated seed pairs (a query's records from every pair move together).
-    """
+def compare(a: list[RunData], b: list[RunData], n_boot: int, seed: int) -> dict:
+    """Variant `a` minus `b` on each headline metric: Delta over seed pairs (same seed; without a shared
+    seed, the i-th seeds), its 95% interval and p from the crossed seeds x queries estimator."""
     pairs, pairing = _pairs(a, b)
+    labels, good = _labels(b)
     out = {"seeds_a": [p[0].seed for p in pairs], "seeds_b": [p[1].seed for p in pairs], "pairing": pairing,
            "results": {}}
-    for subset in COMPARE_SUBSETS:
-        pooled_a, pooled_b, n_pairs, n_unmatched = [], [], [], 0
-        for k, (ra, rb) in enumerate(pairs):
-            recs_a, recs_b = _subset_records(ra, subset), _subset_records(rb, subset)
-            ids = {r["id"] for r in recs_a} & {r["id"] for r in recs_b}
-            n_unmatched += len(recs_a) + len(recs_b) - 2 * len(ids)
-            recs_a = sorted((r for r in recs_a if r["id"] in ids), key=lambda r: str(r["id"]))
-            recs_b = sorted((r for r in recs_b if r["id"] in ids), key=lambda r: str(r["id"]))
-            pooled_a.append([{**r, "id": f"{k}:{r['id']}"} for r in recs_a])
-            pooled_b.append([{**r, "id": f"{k}:{r['id']}"} for r in recs_b])
-            n_pairs.append(len(ids))
-        for metric in COMPARE_METRICS:
-            res = {"n_per_pair": n_pairs, "unmatched_records": n_unmatched, "diff": stat([]), "ci95": None,
-                   "p_value": None, "per_pair": [], "note": None}
-            if not all(n_pairs) or not pairs:
-                res["note"] = f"no example of '{subset}' in both runs of every seed pair"
-                out["results"][f"{metric}/{subset}"] = res
-                continue
-            try:
-                per_pair = [paired_bootstrap(pa, pb, metric, n_boot=0, labels=labels, good_labels=good_labels)
-                            for pa, pb in zip(pooled_a, pooled_b)]
-                pooled = paired_bootstrap([r for p in pooled_a for r in p], [r for p in pooled_b for r in p],
-                                          metric, n_boot=n_boot, seed=seed, labels=labels, good_labels=good_labels)
-            except ValueError as e:
-                res["note"] = str(e)
-                out["results"][f"{metric}/{subset}"] = res
-                continue
-            diffs = [p["diff"] for p in per_pair]
-            d = stat(diffs)
-            if pooled["ci95"] is not None:
-                d.update(lo=pooled["ci95"][0], hi=pooled["ci95"][1], interval="paired_bootstrap")
-            else:
-                d.update(lo=None, hi=None, interval=None)
-            res.update(diff=d, a=stat([p["a"] for p in per_pair]), b=stat([p["b"] for p in per_pair]),
-                       pooled_diff=pooled["diff"], ci95=pooled["ci95"], p_value=pooled["p_value"],
-                       n_queries=pooled["n_queries"], per_pair=diffs)
-            out["results"][f"{metric}/{subset}"] = res
+    for metric, subset in HEADLINE:
+        cms, unmatched = _confusions([r for p in pairs for r in p], subset, labels, good)
+        res = {"unmatched_records": unmatched, "note": None}
+        if not cms:
+            res.update(note=f"no example of '{subset}' in every run", diff=stat([]), p_value=None)
+        else:
+            c = crossed(cms[0::2], cms[1::2], metric, len(labels), good, n_boot, seed)
+            res.update(c, diff=_as_stat(c, bounds=None))
+        out["results"][f"{metric}/{subset}"] = res
     return out
 
 
-def vs_baseline_rows(groups: dict, keys: list, baseline: str, n_boot: int, seed: int) -> tuple[list, list]:
-    """Rows of the comparison, and notes (e.g. a benchmark without the baseline)."""
+def comparison_rows(groups: dict, keys: list, baseline: str, primary: list, n_boot: int, seed: int) -> tuple[list, list]:
+    """The declared primary comparisons (Holm-adjusted within them), then every other variant against
+    `baseline` (exploratory, Holm-adjusted within that family). Returns (rows, notes)."""
     rows, notes = [], []
     for bench in sorted({k[0] for k in keys}):
-        base_key = (bench, baseline)
-        others = [k for k in keys if k[0] == bench and k != base_key]
-        if base_key not in groups:
-            if others:
-                notes.append(f"{bench}: baseline '{baseline}' not among the reported variants; no comparison")
-            continue
-        base_runs = groups[base_key]
-        labels = base_runs[0].metrics.get("labels") or sorted({p["gold"] for p in base_runs[0].predictions})
-        good = base_runs[0].metrics.get("good_labels") or []
-        for key in others:
-            c = compare(groups[key], base_runs, labels, good, n_boot, seed)
-            rows.append({"benchmark": bench, "variant": key[1], "baseline": baseline, **c})
+        names = {k[1] for k in keys if k[0] == bench}
+        planned = []
+        for a, b in primary:
+            if a in names and b in names:
+                planned.append((a, b, "primary"))
+            else:
+                notes.append(f"{bench}: primary comparison {a} vs {b} not run ({', '.join(x for x in (a, b) if x not in names)} "
+                             "missing)")
+        done = {(a, b) for a, b, _ in planned}
+        if baseline in names:
+            planned += [(k[1], baseline, "exploratory") for k in keys
+                        if k[0] == bench and k[1] != baseline and (k[1], baseline) not in done]
+        elif names - {baseline}:
+            notes.append(f"{bench}: baseline '{baseline}' not among the reported variants")
+        for a, b, family in planned:
+            rows.append({"benchmark": bench, "variant": a, "versus": b, "family": family,
+                         **compare(groups[(bench, a)], groups[(bench, b)], n_boot, seed)})
+    for bench in {r["benchmark"] for r in rows}:
+        for family in ("primary", "exploratory"):
+            cells = [(r, key) for r in rows if r["benchmark"] == bench and r["family"] == family
+                     for key in r["results"]]
+            adjusted = holm([r["results"][k].get("p_value") for r, k in cells])
+            for (r, k), p in zip(cells, adjusted):
+                r["results"][k]["p_holm"] = _round(p, 8)
+                r["results"][k]["significant"] = p is not None and p < 0.05
     return rows, notes
+
+
+def power_rows(comparisons: list[dict], target: float = 0.02) -> list[dict]:
+    """Per benchmark and headline metric: the minimum detectable difference at 80% power and alpha 0.05
+    with the seeds run, from the seed variance of the comparisons' seed-pair differences pooled over
+    the primary comparisons (all comparisons where none is primary) and their median shared query
+    variance; and the seeds that would detect `target`."""
+    rows = []
+    for bench in sorted({r["benchmark"] for r in comparisons}):
+        mine = [r for r in comparisons if r["benchmark"] == bench]
+        chosen = [r for r in mine if r["family"] == "primary"] or mine
+        for metric, subset in HEADLINE:
+            res = [r["results"][f"{metric}/{subset}"] for r in chosen]
+            res = [x for x in res if x.get("seed_var") is not None and x.get("query_var") is not None]
+            if not res:
+                continue
+            dof = [x["n_seeds"] - 1 for x in res]
+            seed_var = float(np.dot(dof, [x["seed_var"] for x in res]) / sum(dof))
+            query_var = float(np.median([x["query_var"] for x in res]))
+            seeds, queries = max(x["n_seeds"] for x in res), min(x["n_queries"] for x in res)
+            rows.append({"benchmark": bench, "metric": metric, "subset": subset, "seeds": seeds, "n_queries": queries,
+                         "comparisons": len(res), "seed_var": _round(seed_var, 8), "query_var": _round(query_var, 8),
+                         "mdd": _round(mdd(seed_var, query_var, seeds, queries)), "target": target,
+                         "seeds_for_target": seeds_to_detect(target, seed_var, query_var, queries)})
+    return rows
+
+
+# ---------------------------------------------------------------- budgets and legend
+
+BUDGET_KEYS = ("optimizer_steps", "prompts_seen", "tokens_generated", "tokens_trained", "total_seconds")
+
+
+def budget_stat(runs: list[RunData]) -> dict:
+    return {k: stat([(r.metrics.get("budget") or {}).get(k) for r in runs]) for k in BUDGET_KEYS}
+
+
+def _annotated_steps(benchmark: str) -> list[str] | None:
+    from she_bench.data.cards import Card, find_card
+
+    try:
+        return Card.from_yaml(find_card(benchmark)).annotated_steps
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def legend_rows(groups: dict, keys: list) -> list[dict]:
+    """What each variant's config says about its training: reward options, the steps the verifier and the
+    GRM score, filtering, curriculum, and the RL / warm-start budget."""
+    from she_bench.config import Config
+
+    rows = []
+    for key in keys:
+        run = groups[key][0]
+        c = run.config
+        cfg = {k: {**dataclasses.asdict(getattr(Config(), k)), **(c.get(k) or {})}
+               for k in ("reward", "train", "rl", "warm_start", "filter")}
+        r, method = cfg["reward"], str(c.get("method"))
+        step_rl = method in ("srpo", "she")
+        annotated = _annotated_steps(key[0]) or list(STEPS)
+        rewarded = [s for s in STEPS if r["judgment_step_reward"] or s != "relevance_judgment"]
+        verifier = [s for s in rewarded if s in annotated and (r["verifier_steps"] is None or s in r["verifier_steps"])]
+        if r["mixing"] == "verifier_only":
+            verifier_scored, grm_scored = verifier, []
+        elif r["mixing"] == "verifier_first":
+            verifier_scored, grm_scored = verifier, [s for s in rewarded if s not in verifier]
+        elif r["mixing"] == "grm_only":
+            verifier_scored, grm_scored = [], rewarded
+        else:
+            verifier_scored, grm_scored = verifier, rewarded
+        rl = method in ("grpo", "srpo", "she")
+        rows.append({
+            "benchmark": key[0], "variant": key[1], "method": method,
+            "outcome": (f"format={r['format']}, ordinal={r['ordinal_credit']}, class_weights={r['class_weights']}"
+                        if rl else None),
+            "grm": run_grm(run),
+            "verifier_steps": [STEP_ABBR[s] for s in verifier_scored] if step_rl else None,
+            "grm_steps": [STEP_ABBR[s] for s in grm_scored] if step_rl and run_grm(run) else None,
+            "step_reward": (f"mixing={r['mixing']}, lambda={r['step_weight']}, w_crit={r['critical_weight']}"
+                            + (", scalar" if r["scalar"] else "")) if step_rl else None,
+            "filter": bool(cfg["filter"]["enabled"]) if method == "she" else None,
+            "curriculum": [s.get("name") for s in c.get("curriculum") or []] if method == "she" else None,
+            "rl": (f"{cfg['train']['max_steps']} steps x {cfg['train']['prompts_per_step']} prompts x "
+                   f"{cfg['rl']['group_size']} rollouts, lr {cfg['train']['lr']}") if rl else None,
+            "warm_start": None if method in CLASSIC else f"{cfg['warm_start']['epochs']} epochs, lr {cfg['warm_start']['lr']}",
+        })
+    return rows
 
 
 # ---------------------------------------------------------------- training curves

@@ -12,7 +12,7 @@ from she_bench.report.collect import RunData, collect, group
 from she_bench.report.html import page
 from she_bench.report.plots import PLOTS, write_plots
 
-TABLE_FILES = ("summary", "vs_baseline", "slices", "steps", "grm", "entropy")
+TABLE_FILES = ("summary", "comparisons", "power", "legend", "slices", "steps", "grm", "entropy")
 """Each is written as <name>.md, <name>.csv and <name>.tex."""
 
 
@@ -35,13 +35,15 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8", newline="\n")
 
 
-def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_boot: int = 1000, seed: int = 0,
-                 command: str | list[str] | None = None) -> dict:
+def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_boot: int = 10_000, seed: int = 0,
+                 command: str | list[str] | None = None, primary: list | None = None) -> dict:
     """Report on `run_dirs` (run directories, or folders searched for them) into `out_dir`.
 
     Only runs whose manifest status is "done" are reported (the others are listed with the reason);
-    runs are grouped into variants by (benchmark, name), seeds being the replicates. Differences
-    against `baseline` use a paired bootstrap over queries with `n_boot` resamples and `seed`.
+    runs are grouped into variants by (benchmark, name), seeds being the replicates. `primary` lists the
+    (variant, versus) comparisons declared in advance (Holm within them); every other variant is compared
+    with `baseline` as exploratory. Intervals and p-values come from report.stats.crossed (seeds and
+    queries, a query bootstrap of `n_boot` resamples drawn with `seed`).
     `command` (optional) is shown in the HTML header. Returns the numbers written to report.json,
     with ``files``: every file written, sorted.
     """
@@ -53,8 +55,10 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
     groups = group(runs)
     keys = agg.ordered_keys(groups, baseline)
 
-    summary = agg.summary_rows(groups, keys)
-    vs_rows, vs_notes = agg.vs_baseline_rows(groups, keys, baseline, n_boot, seed)
+    summary = agg.summary_rows(groups, keys, n_boot, seed)
+    comparisons, comparison_notes = agg.comparison_rows(groups, keys, baseline, primary or [], n_boot, seed)
+    power = agg.power_rows(comparisons)
+    legend = agg.legend_rows(groups, keys)
     slices = agg.slice_rows(groups, keys)
     steps = agg.step_rows(groups, keys)
     entropy = agg.entropy_rows(groups, keys)
@@ -64,7 +68,9 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
 
     tables = {
         "summary": tb.summary_table(summary),
-        "vs_baseline": tb.vs_baseline_table(vs_rows, vs_notes, baseline, n_boot),
+        "comparisons": tb.comparisons_table(comparisons, comparison_notes, n_boot),
+        "power": tb.power_table(power),
+        "legend": tb.legend_table(legend),
         "slices": tb.slices_table(slices),
         "steps": tb.steps_table(steps),
         "grm": tb.grm_table(grm),
@@ -72,6 +78,8 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
     }
     if not runs:
         tables["summary"].notes.append("No finished run found.")
+    if power:
+        tables["summary"].notes.insert(0, "Power: " + tb.power_line(power))
     prov_table, skipped_table = tb.provenance_table(prov), tb.skipped_table(skipped_rows)
 
     files = []
@@ -89,7 +97,8 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
               "n_runs": len(runs), "n_skipped": len(skipped), "baseline": baseline, "command": command}
     sections = [
         ("Summary", [tables["summary"], "head_tail.png"]),
-        (f"Against {baseline}", [tables["vs_baseline"]]),
+        ("Comparisons", [tables["comparisons"], tables["power"]]),
+        ("Legend", [tables["legend"]]),
         ("Slices", [tables["slices"]]),
         ("Reasoning steps", [tables["steps"], "step_accuracy.png", "first_wrong_step.png"]),
         ("GRM quality", [tables["grm"]]),
@@ -104,7 +113,8 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
         "baseline": baseline, "n_boot": n_boot, "seed": seed, "command": command,
         "benchmarks": header["benchmarks"],
         "variants": [{"benchmark": b, "variant": n, "seeds": s} for b, n, s in header["variants"]],
-        "summary": summary, "vs_baseline": vs_rows, "vs_baseline_notes": vs_notes, "slices": slices,
+        "primary": [list(p) for p in primary or []], "power": power, "legend": legend,
+        "summary": summary, "comparisons": comparisons, "comparison_notes": comparison_notes, "slices": slices,
         "steps": steps, "grm": grm, "entropy": entropy, "runs": prov, "skipped": skipped_rows, "files": sorted(files),
     }
     _write(out_dir / "report.json", json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from she_bench.data.schema import STEPS
 from she_bench.evaluation.entropy import COLLAPSE_RATIO
 from she_bench.report.aggregate import (
-    COMPARE_METRICS,
-    COMPARE_SUBSETS,
+    HEADLINE,
     LABEL_METRICS,
+    STEP_ABBR,
     SUMMARY_SUBSETS,
 )
 
 NA = "n/a"
 _NUMERIC = re.compile(r"^(n/a|[0-9][0-9.,/ -]*)$")
 METRIC_TITLES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "good_f1": "Good-F1"}
-STEP_ABBR = {s: "".join(w[0].upper() for w in s.split("_")) for s in STEPS}  # QU, IU, CM, AM, RJ
 STEP_LEGEND = ", ".join(f"{a} = {s.replace('_', ' ')}" for s, a in STEP_ABBR.items())
 
 
@@ -74,17 +73,17 @@ class Stat:
 @dataclass(frozen=True)
 class PValue:
     value: float | None
-    n_boot: int
+    star: bool = False
+    """Mark the value as significant (Holm-adjusted p < 0.05)."""
 
     def text(self) -> str:
         if self.value is None:
             return NA
-        if self.value == 0:
-            return f"<{2 / self.n_boot:.3f}" if self.n_boot else "0.000"
-        return fnum(self.value)
+        out = "<0.001" if self.value < 0.001 else fnum(self.value)
+        return out + (" *" if self.star else "")
 
     def csv(self, key: str) -> dict:
-        return {key: fnum(self.value, 4)}
+        return {key: "n/a" if self.value is None else f"{self.value:.6f}"}
 
 
 def _text(cell) -> str:
@@ -204,21 +203,47 @@ def summary_table(rows: list[dict]) -> Table:
             key = metric if subset == "overall" else f"{metric}_{subset}"
             label = METRIC_TITLES[metric] + ("" if subset == "overall" else f" ({subset})")
             cols.append((key, label))
-    cols += [("format_valid_rate", "Format-valid"), ("mean_entropy", "Mean entropy"), ("grm", "GRM")]
+    cols += [("format_valid_rate", "Format-valid"), ("mean_entropy", "Mean entropy"), ("grm", "GRM"),
+             ("budget", "Budget")]
     table = Table("summary", "Summary", (
         "One row per variant (runs grouped by benchmark and name; seeds are replicates). Cells: mean ± std over "
-        "seeds [95% interval: Student-t interval of the mean over seeds with 2 or more seeds, clipped to [0, 1]; "
-        "with one seed the run's bootstrap interval over queries, and no std]. Head and tail are the benchmark's "
-        "slices. "
+        "seeds [95% interval over seeds and queries: seed variance plus the query variance the seeds share, "
+        "t on Satterthwaite's df (she_bench/report/stats.py), clipped to [0, 1]]. Head and tail are the "
+        "benchmark's slices. Budget (mean over seeds, the method after the shared warm start): optimizer steps, "
+        "prompts seen, tokens generated (rollouts, offline samples), tokens through the trainer, wall seconds "
+        "of the whole run. "
         "Format-valid: share of outputs that parse; mean entropy: mean token entropy of the policy on the eval "
         "prompts. GRM: the generative stepwise reward model behind the row's step rewards (oracle = ground truth "
         "with verdicts flipped at the error rate shown; n/a: no GRM in the reward)."), cols)
     for r in rows:
         cells = [r["benchmark"], r["variant"], _seeds(r["seeds"]), str(r["n_seeds"]), _n(r["n_examples"])]
         cells += [Stat(r[m][s]) for m in LABEL_METRICS for s in SUMMARY_SUBSETS]
-        cells += [Stat(r["format_valid_rate"], ci=False), Stat(r["mean_entropy"], ci=False), r["grm"] or NA]
+        cells += [Stat(r["format_valid_rate"], ci=False), Stat(r["mean_entropy"], ci=False), r["grm"] or NA,
+                  Budget(r["budget"])]
         table.rows.append(cells)
     return table
+
+
+def _count(x) -> str:
+    if x is None:
+        return NA
+    x = float(x)
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.0f}k" if x >= 1e4 else f"{x:.0f}"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A budget_stat: ``150 st · 1200 pr · 0.61M gen · 96k tr · 240 s`` (means over seeds)."""
+
+    b: dict
+
+    def text(self) -> str:
+        m = {k: v.get("mean") for k, v in self.b.items()}
+        return (f"{_count(m['optimizer_steps'])} st · {_count(m['prompts_seen'])} pr · {_count(m['tokens_generated'])} gen · "
+                f"{_count(m['tokens_trained'])} tr · {_count(m['total_seconds'])} s")
+
+    def csv(self, key: str) -> dict:
+        return {f"{key}_{k}": fnum(v.get("mean"), 1) for k, v in self.b.items()}
 
 
 def grm_table(rows: list[dict]) -> Table:
@@ -240,38 +265,94 @@ def grm_table(rows: list[dict]) -> Table:
     return table
 
 
-def vs_baseline_table(rows: list[dict], notes: list[str], baseline: str, n_boot: int) -> Table:
-    cols = [_BENCH, _VARIANT, ("baseline", "Baseline"), ("seed_pairs", "Seed pairs"), ("n_per_pair", "n / pair")]
-    for metric in COMPARE_METRICS:
-        for subset in COMPARE_SUBSETS:
-            key = metric if subset == "overall" else f"{metric}_{subset}"
-            label = METRIC_TITLES[metric] + ("" if subset == "overall" else f" ({subset})")
-            cols += [(f"diff_{key}", f"Δ {label}"), (f"p_{key}", "p")]
-    table = Table("vs_baseline", f"Difference from {baseline}", (
-        f"Variant minus baseline '{baseline}' on the same examples (joined by id). Δ: mean over seed pairs "
-        "(seed i of the variant with seed i of the baseline) ± std over pairs; [95% interval] and p: paired "
-        f"bootstrap over queries, {n_boot} resamples, two-sided, on the seed pairs pooled (all records of a "
-        f"resampled query, from every seed pair, move together). p <{2 / n_boot if n_boot else 0:.3f} means no "
-        "resample crossed zero."), cols, notes=list(notes))
+def comparisons_table(rows: list[dict], notes: list[str], n_boot: int) -> Table:
+    cols = [_BENCH, _VARIANT, ("versus", "Versus"), ("family", "Family"), ("seed_pairs", "Seed pairs")]
+    for metric, subset in HEADLINE:
+        key = metric if subset == "overall" else f"{metric}_{subset}"
+        label = METRIC_TITLES[metric] + ("" if subset == "overall" else f" ({subset})")
+        cols += [(f"diff_{key}", f"Δ {label}"), (f"p_{key}", "p"), (f"p_holm_{key}", "p Holm")]
+    table = Table("comparisons", "Comparisons", (
+        "Variant minus 'versus' on the same test examples (joined by id), seed i against seed i. Δ: mean over seed "
+        "pairs ± std over pairs [95% interval]; interval and p (two-sided) from one estimator over seeds and "
+        "queries: the seed pairs' own variance plus the query variance they share, estimated by a query bootstrap "
+        f"of {n_boot} resamples shared by every run, t on Satterthwaite's df (she_bench/report/stats.py). "
+        "Primary comparisons were declared in the suite before the runs; p Holm is Holm's step-down adjustment "
+        "within the primary family (all its comparisons x the three metrics), and within the exploratory family "
+        "(every other variant against the baseline). * marks Holm-adjusted p < 0.05; exploratory results suggest, "
+        "they do not establish."), cols, notes=list(notes))
     for r in rows:
-        first = r["results"][f"{COMPARE_METRICS[0]}/overall"]
         pairs = _seeds(r["seeds_a"]) if r["seeds_a"] == r["seeds_b"] else \
             "; ".join(f"{a}/{b}" for a, b in zip(r["seeds_a"], r["seeds_b"]))
-        cells = [r["benchmark"], r["variant"], r["baseline"], pairs, _n(sorted(set(first["n_per_pair"])))]
-        for metric in COMPARE_METRICS:
-            for subset in COMPARE_SUBSETS:
-                res = r["results"][f"{metric}/{subset}"]
-                cells += [Stat(res["diff"], signed=True), PValue(res["p_value"], n_boot)]
-                if res.get("note"):
-                    table.notes.append(f"{r['benchmark']} {r['variant']}, {metric} ({subset}): {res['note']}")
+        cells = [r["benchmark"], r["variant"], r["versus"], r["family"], pairs]
+        for metric, subset in HEADLINE:
+            res = r["results"][f"{metric}/{subset}"]
+            cells += [Stat(res["diff"], signed=True), PValue(res.get("p_value")),
+                      PValue(res.get("p_holm"), star=bool(res.get("significant")))]
+            if res.get("note"):
+                table.notes.append(f"{r['benchmark']} {r['variant']} vs {r['versus']}, {metric} ({subset}): {res['note']}")
         table.rows.append(cells)
         if r["pairing"] == "order":
-            table.notes.append(f"{r['benchmark']} {r['variant']}: no seed in common with {baseline}; "
-                               "seeds paired in sorted order (variant/baseline).")
-        unmatched = first["unmatched_records"]
+            table.notes.append(f"{r['benchmark']} {r['variant']}: no seed in common with {r['versus']}; "
+                               "seeds paired in sorted order.")
+        unmatched = max(x.get("unmatched_records") or 0 for x in r["results"].values())
         if unmatched:
-            table.notes.append(f"{r['benchmark']} {r['variant']}: {unmatched} records without a partner in the "
-                               "other run were left out of the comparison.")
+            table.notes.append(f"{r['benchmark']} {r['variant']} vs {r['versus']}: {unmatched} records without a "
+                               "partner in every run were left out.")
+    return table
+
+
+def power_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, ("metric", "Metric"), ("seeds", "Seeds"), ("n_queries", "Queries"), ("comparisons", "Pooled over"),
+            ("seed_sd", "Seed sd of Δ"), ("query_sd", "Shared query sd"), ("mdd", "Detectable Δ (80%)"),
+            ("seeds_for_target", "Seeds for 0.02")]
+    table = Table("power", "Power", (
+        "The smallest true difference a comparison detects with 80% power at two-sided alpha 0.05 with the seeds "
+        "run (noncentral t on Satterthwaite's df), from the variance of seed-pair differences pooled over the "
+        "primary comparisons and their median shared query variance; and the fewest seeds that would detect "
+        "0.02 (n/a: more than 100, or the shared query variance alone is too large: only more test queries help)."),
+        cols)
+    for r in rows:
+        label = METRIC_TITLES[r["metric"]] + ("" if r["subset"] == "overall" else f" ({r['subset']})")
+        table.rows.append([r["benchmark"], label, str(r["seeds"]), str(r["n_queries"]), str(r["comparisons"]),
+                           Num(r["seed_var"] ** 0.5), Num(r["query_var"] ** 0.5), Num(r["mdd"]),
+                           NA if r["seeds_for_target"] is None else str(r["seeds_for_target"])])
+    return table
+
+
+def power_line(rows: list[dict]) -> str:
+    """One sentence per benchmark for the top of a report."""
+    out = []
+    for bench in sorted({r["benchmark"] for r in rows}):
+        parts = [f"{METRIC_TITLES[r['metric']]}{'' if r['subset'] == 'overall' else ' (' + r['subset'] + ')'} "
+                 f"{fnum(r['mdd'])} (0.02 needs {r['seeds_for_target'] or 'more than 100'} seeds)"
+                 for r in rows if r["benchmark"] == bench]
+        seeds = max(r["seeds"] for r in rows if r["benchmark"] == bench)
+        out.append(f"{bench}: with {seeds} seeds, the smallest difference detected with 80% power at alpha 0.05 is "
+                   + "; ".join(parts) + ".")
+    return " ".join(out)
+
+
+def legend_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, _VARIANT, ("method", "Method"), ("warm_start", "Warm start"), ("rl", "RL budget"),
+            ("outcome", "Outcome reward"), ("step_reward", "Step reward"), ("verifier_steps", "Verifier steps"),
+            ("grm", "GRM"), ("grm_steps", "GRM steps"), ("filter", "Filter"), ("curriculum", "Curriculum")]
+    table = Table("legend", "Legend", (
+        f"What each variant's config sets ({STEP_LEGEND}); n/a: not part of the method. Verifier and GRM steps: the "
+        "steps whose step reward each scores (the judgment step is paid by the outcome reward unless "
+        "reward.judgment_step_reward). GRM oracle(e): ground truth with each verdict flipped with probability e, a "
+        "proxy for a learned GRM; generative: a GRM trained on verifier-labelled rollouts."), cols)
+
+    def text(v) -> str:
+        if v is None:
+            return NA
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        if isinstance(v, list):
+            return ", ".join(v) if v else "none"
+        return str(v)
+
+    for r in rows:
+        table.rows.append([r["benchmark"], r["variant"]] + [text(r[k]) for k, _ in cols[2:]])
     return table
 
 
