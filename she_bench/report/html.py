@@ -42,7 +42,10 @@ def page(header: dict, sections: list[tuple[str, list]], out_dir: Path, plots: d
     benches = ", ".join(header["benchmarks"]) or "none"
     out.append(f'<p class="meta">Benchmark{"s" if len(header["benchmarks"]) != 1 else ""}: <b>{e(benches)}</b>. '
                f"{header['n_runs']} runs reported, {header['n_skipped']} skipped. "
-               f"Baseline for the paired tests: <b>{e(header['baseline'])}</b>.</p>")
+               f"Baseline of the exploratory comparisons: <b>{e(header['baseline'])}</b>; "
+               f"{header.get('n_primary', 0)} primary comparisons declared in advance.</p>")
+    if header.get("power"):
+        out.append(f'<p class="meta"><b>Power.</b> {e(header["power"])}</p>')
     if header["variants"]:
         out.append('<ul class="meta">')
         for bench, name, seeds in header["variants"]:

@@ -46,8 +46,8 @@ def crossed(cms_a: list[np.ndarray], cms_b: list[np.ndarray] | None, metric: str
 
     `cms_a[s]` (and `cms_b[s]`, same seed) are per-query confusion counts, shape (Q, K * (K + 1)), with
     the queries in the same order in every array. Without `cms_b`, the estimate is the mean of A.
-    Returns {"diff", "lo", "hi", "p_value", "se", "df", "seed_var", "query_var", "per_seed", "n_seeds",
-    "n_queries", "n_boot"}.
+    Returns {"diff", "lo", "hi", "p_value", "se", "df", "seed_var", "query_var" (the shared part),
+    "boot_var" (V: the query bootstrap's variance of the seed mean), "per_seed", "n_seeds", "n_queries", "n_boot"}.
     """
     S, Q = len(cms_a), cms_a[0].shape[0]
     if S == 0 or (cms_b is not None and len(cms_b) != S):
@@ -70,7 +70,8 @@ def crossed(cms_a: list[np.ndarray], cms_b: list[np.ndarray] | None, metric: str
         boot = np.concatenate(chunks, axis=1)  # (S, n_boot)
     delta = float(per_seed.mean())
     out = {"diff": _r(delta), "per_seed": [_r(x) for x in per_seed], "n_seeds": S, "n_queries": Q, "n_boot": n_boot,
-           "lo": None, "hi": None, "p_value": None, "se": None, "df": None, "seed_var": None, "query_var": None}
+           "lo": None, "hi": None, "p_value": None, "se": None, "df": None, "seed_var": None, "query_var": None,
+           "boot_var": None}
     if n_boot == 0:
         return out
     V = float(boot.mean(axis=0).var(ddof=1))
@@ -83,7 +84,7 @@ def crossed(cms_a: list[np.ndarray], cms_b: list[np.ndarray] | None, metric: str
     else:
         seed_var, shared, a, b, df = None, V, 0.0, V, float(max(Q - 1, 1))
     se = math.sqrt(a + b)
-    out.update(se=_r(se), df=_r(df, 3), seed_var=_r(seed_var, 8), query_var=_r(shared, 8))
+    out.update(se=_r(se), df=_r(df, 3), seed_var=_r(seed_var, 8), query_var=_r(shared, 8), boot_var=_r(V, 8))
     if se > 0:
         half = float(st.t.ppf(0.975, df)) * se
         out.update(lo=_r(delta - half), hi=_r(delta + half), p_value=_r(float(2 * st.t.sf(abs(delta) / se, df)), 8))

@@ -208,7 +208,8 @@ def summary_table(rows: list[dict]) -> Table:
     table = Table("summary", "Summary", (
         "One row per variant (runs grouped by benchmark and name; seeds are replicates). Cells: mean ± std over "
         "seeds [95% interval over seeds and queries: seed variance plus the query variance the seeds share, "
-        "t on Satterthwaite's df (she_bench/report/stats.py), clipped to [0, 1]]. Head and tail are the "
+        "t on Satterthwaite's df (she_bench/report/stats.py), clipped to [0, 1]; with one seed, the query variance "
+        "alone]. Head and tail are the "
         "benchmark's slices. Budget (mean over seeds, the method after the shared warm start): optimizer steps, "
         "prompts seen, tokens generated (rollouts, offline samples), tokens through the trainer, wall seconds "
         "of the whole run. "
