@@ -208,7 +208,7 @@ def summary_table(rows: list[dict]) -> Table:
     table = Table("summary", "Summary", (
         "One row per variant (runs grouped by benchmark and name; seeds are replicates). Cells: mean ± std over "
         "seeds [95% interval over seeds and queries: seed variance plus the query variance the seeds share, "
-        "t on Satterthwaite's df (she_bench/report/stats.py), clipped to [0, 1]; with one seed, the query variance "
+        "t on seeds - 1 df (she_bench/report/stats.py), clipped to [0, 1]; with one seed, the query variance "
         "alone]. Head and tail are the "
         "benchmark's slices. Budget (mean over seeds, the method after the shared warm start): optimizer steps, "
         "prompts seen, tokens generated (rollouts, offline samples), tokens through the trainer, wall seconds "
@@ -276,7 +276,7 @@ def comparisons_table(rows: list[dict], notes: list[str], n_boot: int) -> Table:
         "Variant minus 'versus' on the same test examples (joined by id), seed i against seed i. Δ: mean over seed "
         "pairs ± std over pairs [95% interval]; interval and p (two-sided) from one estimator over seeds and "
         "queries: the seed pairs' own variance plus the query variance they share, estimated by a query bootstrap "
-        f"of {n_boot} resamples shared by every run, t on Satterthwaite's df (she_bench/report/stats.py). "
+        f"of {n_boot} resamples shared by every run, t on seed pairs - 1 df (she_bench/report/stats.py). "
         "Primary comparisons were declared in the suite before the runs; p Holm is Holm's step-down adjustment "
         "within the primary family (all its comparisons x the three metrics), and within the exploratory family "
         "(every other variant against the baseline). * marks Holm-adjusted p < 0.05; exploratory results suggest, "
@@ -308,7 +308,7 @@ def power_table(rows: list[dict]) -> Table:
             ("seeds_for_target", "Seeds for 0.02")]
     table = Table("power", "Power", (
         "The smallest true difference a comparison detects with 80% power at two-sided alpha 0.05 with the seeds "
-        "run (noncentral t on Satterthwaite's df), from the variance of seed-pair differences pooled over the "
+        "run (noncentral t on seeds - 1 df), from the variance of seed-pair differences pooled over the "
         "primary comparisons and their median shared query variance; and the fewest seeds that would detect "
         "0.02 (n/a: more than 100, or the shared query variance alone is too large: only more test queries help)."),
         cols)
