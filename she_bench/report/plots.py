@@ -20,7 +20,7 @@ PLOTS = {
                           "mean over seeds.",
     "reward_curves.png": "Mean reward per training step (method stages only), mean over seeds.",
     "head_tail.png": "Accuracy on the head and tail slices, mean over seeds with 95% intervals "
-                     "(t over seeds; one seed: the run's bootstrap over queries).",
+                     "over seeds and queries, as in the summary (one seed: over queries alone).",
     "step_accuracy.png": "Per-step accuracy against the offline verifier, mean over seeds.",
     "first_wrong_step.png": "Where the first wrong step falls: share of checked chains, mean over seeds.",
 }

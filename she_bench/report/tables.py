@@ -308,8 +308,9 @@ def power_table(rows: list[dict]) -> Table:
             ("seeds_for_target", "Seeds for 0.02")]
     table = Table("power", "Power", (
         "The smallest true difference a comparison detects with 80% power at two-sided alpha 0.05 with the seeds "
-        "run (noncentral t on seeds - 1 df), from the variance of seed-pair differences pooled over the "
-        "primary comparisons and their median shared query variance; and the fewest seeds that would detect "
+        "run (noncentral t on seeds - 1 df), for a typical comparison: the median over the primary comparisons "
+        "of the seed variance of seed-pair differences and of the shared query variance (pooled over: how many); "
+        "and the fewest seeds that would detect "
         "0.02 (n/a: more than 100, or the shared query variance alone is too large: only more test queries help)."),
         cols)
     for r in rows:
