@@ -51,7 +51,8 @@ def render_rationale(steps: dict[str, str], label: str) -> str:
 
 
 def gold_rationale(ex: Example) -> str:
-    """The SFT target: the annotated steps, with the label as the judgment when unannotated."""
-    steps = dict(ex.steps)
+    """The SFT target: the annotated steps, silver steps where no human annotated one, and the label
+    as the judgment when unannotated."""
+    steps = {**ex.silver, **ex.steps}
     steps.setdefault("relevance_judgment", ex.label)
     return render_rationale(steps, ex.label)
