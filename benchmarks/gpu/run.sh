@@ -32,7 +32,8 @@ if grep -q smollm2 "$SUITE" && [ -z "${SHE_BENCH_SMOLLM2_GGUF:-}" ]; then echo "
 # 3. the suite
 python -c "import torch; print('device:', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu')" | tee "$OUT/log.txt"
 start=$(date +%s)
-python -m she_bench.cli ablate --suite "$SUITE" 2>&1 | tail -n 40 | tee -a "$OUT/log.txt"
+# a failed row is logged and the others are kept: what finished always comes back
+python -m she_bench.cli ablate --suite "$SUITE" 2>&1 | tail -n 40 | tee -a "$OUT/log.txt" || true
 echo "suite wall seconds: $(( $(date +%s) - start ))" | tee -a "$OUT/log.txt"
 dir=$(python -c "import yaml; print(yaml.safe_load(open('$SUITE'))['output_dir'])")
 tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='*.safetensors' --exclude='*.bin' "$dir"

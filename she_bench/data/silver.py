@@ -201,8 +201,8 @@ def match_attributes(asked: dict[str, str], ex: Example) -> str:
     return _text(out, "none")
 
 
-def silver_steps(ex: Example, cat: Catalogue) -> dict[str, str]:
-    asked = understand_query(ex.query, cat)
+def silver_steps(ex: Example, cat: Catalogue, asked: dict[str, str] | None = None) -> dict[str, str]:
+    asked = understand_query(ex.query, cat) if asked is None else asked
     return {"query_understanding": _text(asked, "type=unknown"), "category_matching": match_category(asked, ex),
             "attribute_matching": match_attributes(asked, ex)}
 
@@ -211,9 +211,12 @@ def annotate(splits: dict[str, list[Example]], steps: list[str]) -> None:
     """Fill `Example.silver` with the `steps` (of SILVER_STEPS) the humans did not annotate, in place;
     the vocabulary comes from the train split's products."""
     cat = Catalogue(splits.get("train") or [ex for exs in splits.values() for ex in exs])
+    queries: dict[str, dict[str, str]] = {}  # a query is read once, however many products it was judged on
     for exs in splits.values():
         for ex in exs:
-            derived = silver_steps(ex, cat)
+            if ex.query not in queries:
+                queries[ex.query] = understand_query(ex.query, cat)
+            derived = silver_steps(ex, cat, queries[ex.query])
             ex.silver = {s: derived[s] for s in steps if s not in ex.steps}
 
 
