@@ -41,6 +41,24 @@ class EvalConfig:
     accuracy (`metrics.json` "sampled"): RL can sharpen the sampling distribution without moving the greedy answer."""
     temperature: float | None = None
     """Sampling temperature for `eval.samples` (None: rl.temperature, the training temperature)."""
+    subset: int | None = None
+    """Evaluate a fixed, query-stratified subset of at least this many pairs of the split (every query keeps
+    the same share of its pairs, rounded up; the same subset for every run and seed). None: the whole split."""
+
+
+@dataclass
+class PromptConfig:
+    """How a (query, product) pair is shown to the model."""
+
+    style: str = "steps"
+    """steps: reason in the five steps, then 'Label: X' (every training method); label: answer 'Label: X' only
+    (evaluation of untrained models; format-valid then means the label parses)."""
+    shots: int = 0
+    """Evaluation: worked train examples shown before the pair (one per label in turn, chosen by the seed)."""
+    item_fields: list[str] | None = None
+    """Product fields shown, in order (None: all the card gives). E.g. [title, brand, color, category]."""
+    field_chars: int | None = None
+    """Clip each product field to this many characters (None: as loaded)."""
 
 
 @dataclass
@@ -220,6 +238,7 @@ class Config:
     """Generation engine for evaluation: transformers or vllm."""
     output_dir: str = "runs"
     eval: EvalConfig = field(default_factory=EvalConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
     warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     rl: RLConfig = field(default_factory=RLConfig)
@@ -236,6 +255,11 @@ class Config:
         executed (like the device or the number of processes, those are recorded in the manifest)."""
         d = self.to_dict()
         d.pop("output_dir")
+        # options added after runs existed leave a run's identity unchanged at their defaults
+        if d["prompt"] == dataclasses.asdict(PromptConfig()):
+            d.pop("prompt")
+        if d["eval"]["subset"] is None:
+            d["eval"].pop("subset")
         for key in [k for k in d["rl"] if k.endswith("vllm") or k.startswith("vllm_")]:
             d["rl"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

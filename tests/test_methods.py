@@ -267,3 +267,26 @@ def test_console_is_calm(tmp_path):
     assert "main (srpo)" in text and "run: " in text  # the stage's progress bar and the summary
     verbose = subprocess.run(cmd[:3] + ["--verbose"] + cmd[3:] + ["eval.bootstrap=21"], env=env, capture_output=True, text=True)
     assert verbose.returncode == 0 and "{'loss'" in verbose.stdout + verbose.stderr
+
+
+@pytest.mark.parametrize("recipe", ["zero-shot", "few-shot", "zero-shot-steps"])
+def test_untrained_rows_run_on_a_stratified_subset(tmp_path, recipe):
+    argv = ["run", "--method", recipe, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, "warm_start.epochs=0",
+            "eval.subset=10",
+            "prompt.item_fields=[title]", "prompt.field_chars=20"]
+    assert main(argv) == 0
+    path = run_dir(tmp_path, recipe)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["warm_start_hash"] == manifest["base_model_hash"]  # no training at all
+    metrics = json.loads((path / "metrics.json").read_text())
+    preds = [json.loads(line) for line in (path / "predictions.jsonl").read_text().splitlines()]
+    assert 10 <= metrics["overall"]["n"] == len(preds) < 16
+    assert len({p["query_id"] for p in preds}) == len({p["query_id"] for p in preds}) > 1
+    if recipe != "zero-shot-steps":  # label-only: format-valid means the label parses
+        assert all(p["format_valid"] == (p["pred"] is not None) for p in preds)
+
+
+def test_label_prompt_is_refused_for_training(tmp_path, capsys):
+    assert main(["run", "--method", "grpo", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY,
+                 "prompt.style=label"]) == 2
+    assert "prompt.style=label is for evaluating untrained models" in capsys.readouterr().err

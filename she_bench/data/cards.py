@@ -41,6 +41,8 @@ class Card:
     labels: list[str] = field(default_factory=lambda: list(ESCI_LABELS))
     good_labels: list[str] = field(default_factory=lambda: ["Exact", "Substitute"])
     annotated_steps: list[str] = field(default_factory=lambda: list(STEPS))
+    silver_steps: list[str] = field(default_factory=list)
+    """Unannotated steps the rule-based silver annotator derives (data/silver.py): learned, never verified."""
     slices: list[str] = field(default_factory=list)
     split: dict = field(default_factory=lambda: {"train": 0.7, "dev": 0.1, "test": 0.2, "seed": 0})
     duplicates: str = "error"
@@ -63,6 +65,12 @@ class Card:
         bad_steps = [s for s in raw.get("annotated_steps", []) if s not in STEPS]
         if bad_steps:
             raise DataError(str(path), None, "annotated_steps", f"unknown step {bad_steps[0]!r}")
+        from she_bench.data.silver import SILVER_STEPS
+
+        bad_silver = [s for s in raw.get("silver_steps", []) if s not in SILVER_STEPS or s in raw.get("annotated_steps", STEPS)]
+        if bad_silver:
+            raise DataError(str(path), None, "silver_steps", f"{bad_silver[0]!r} is annotated already or has no silver "
+                            f"rule (silver rules: {', '.join(SILVER_STEPS)})")
         if raw.get("duplicates", "error") not in DUPLICATE_MODES:
             raise DataError(str(path), None, "duplicates", f"expected error, warn or keep, got {raw['duplicates']!r}")
         return cls(path=path, **raw)
@@ -153,4 +161,8 @@ def load_benchmark(name_or_path: str, data_dir: str | None = None) -> Benchmark:
         for ex in exs:
             if ex.label not in card.labels:
                 raise DataError(str(card.path), f"example {ex.id}", "label", f"label {ex.label!r} not in the card's labels {card.labels}")
+    if card.silver_steps:
+        from she_bench.data.silver import annotate
+
+        annotate(loaded, card.silver_steps)
     return Benchmark(card=card, splits=loaded)

@@ -7,7 +7,10 @@ from she_bench.data.cards import Benchmark
 
 
 def describe(bench: Benchmark) -> dict:
-    out = {"benchmark": bench.name, "labels": bench.labels, "annotated_steps": bench.card.annotated_steps, "splits": {}}
+    from she_bench.data.silver import informative
+
+    out = {"benchmark": bench.name, "labels": bench.labels, "annotated_steps": bench.card.annotated_steps,
+           "silver_steps": bench.card.silver_steps, "splits": {}}
     everything = [ex for exs in bench.splits.values() for ex in exs]
     for name, exs in [*bench.splits.items(), ("all", everything)]:
         out["splits"][name] = {
@@ -18,6 +21,10 @@ def describe(bench: Benchmark) -> dict:
             "query_types_by_query": dict(sorted(Counter({ex.query_id: ex.query_type for ex in exs}.values()).items())),
             "slices": dict(sorted(Counter(s for ex in exs for s in ex.slices).items())),
         }
+        if bench.card.silver_steps and exs:  # share of pairs whose silver step says something
+            out["splits"][name]["silver_coverage"] = {
+                step: round(sum(informative(step, ex.silver.get(step, "")) for ex in exs) / len(exs), 4)
+                for step in bench.card.silver_steps}
     train = bench.splits.get("train", [])
     train_queries = {ex.query for ex in train}
     train_pairs = {(ex.query, _item_key(ex)) for ex in train}
@@ -40,12 +47,16 @@ def _item_key(ex) -> str:
 
 def format_card(card: dict) -> str:
     lines = [f"# {card['benchmark']}", f"labels: {', '.join(card['labels'])}",
-             f"annotated steps: {', '.join(card['annotated_steps']) or 'none'}", ""]
+             f"annotated steps: {', '.join(card['annotated_steps']) or 'none'}",
+             f"silver steps (rule-derived, never verified): {', '.join(card.get('silver_steps') or []) or 'none'}", ""]
     for name, s in card["splits"].items():
         lines.append(f"## {name}: {s['pairs']:,} pairs, {s['queries']:,} queries")
         lines.append("  labels:      " + ", ".join(f"{k} {v:,}" for k, v in s["labels"].items()))
         lines.append("  query types: " + ", ".join(f"{k} {v:,}" for k, v in s["query_types_by_query"].items()) + " (queries)")
         lines.append("  slices:      " + ", ".join(f"{k} {v:,}" for k, v in s["slices"].items()) + " (pairs)")
+        if "silver_coverage" in s:
+            lines.append("  silver:      " + ", ".join(f"{k} {v:.1%}" for k, v in s["silver_coverage"].items())
+                         + " of pairs informative")
         if "overlap_with_train" in s:
             o = s["overlap_with_train"]
             lines.append(f"  vs train:    {o['pairs_identical']:,} identical (query, item) pairs; "

@@ -41,7 +41,8 @@ class Example:
     gold text of each annotated reasoning step (a subset of STEPS, possibly empty); the
     offline verifier checks exactly those. `facts` holds structured ground truth the
     verifier may use (for example the item's brand and colour). `slices` names every slice
-    the example belongs to (e.g. "head", "tail", "type:negation").
+    the example belongs to (e.g. "head", "tail", "type:negation"). `silver` holds rule-derived
+    texts of steps no human annotated (data/silver.py): learned by the warm start, never verified.
     """
 
     id: str
@@ -53,13 +54,17 @@ class Example:
     steps: dict[str, str] = field(default_factory=dict)
     facts: dict[str, str] = field(default_factory=dict)
     slices: list[str] = field(default_factory=list)
+    silver: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "id": self.id, "query_id": self.query_id, "query": self.query, "item": self.item,
             "label": self.label, "query_type": self.query_type, "steps": self.steps,
             "facts": self.facts, "slices": self.slices,
         }
+        if self.silver:  # absent when empty, so benchmarks without silver steps keep their data hash
+            out["silver"] = self.silver
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Example":

@@ -6,7 +6,10 @@ parse failure. Returns the metrics; the caller writes metrics.json (once, with w
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import random
 from pathlib import Path
 
 from she_bench.data.cards import Benchmark
@@ -22,10 +25,11 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
     k = cfg.eval.samples
     temperature = cfg.eval.temperature if cfg.eval.temperature is not None else cfg.rl.temperature
     repeated = [ex for ex in examples for _ in range(k)]
-    prompts = [render_prompt(ex, benchmark.labels, getattr(engine, "tokenizer", None)) for ex in repeated]
+    prompts = prompts_for(repeated, benchmark, cfg, getattr(engine, "tokenizer", None))
     gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                            temperature=temperature, seed=cfg.seed + 1, progress=progress)
-    scored = [(ex, score_output(ex, g.text, benchmark.labels)) for ex, g in zip(repeated, gens)]
+    steps = cfg.prompt.style == "steps"
+    scored = [(ex, score_output(ex, g.text, benchmark.labels, steps)) for ex, g in zip(repeated, gens)]
 
     def rates(subset):
         n = len(subset)
@@ -38,9 +42,44 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
     return out
 
 
+def stratified_subset(examples: list, at_least: int) -> list:
+    """A query-stratified subset of at least `at_least` pairs: every query keeps the same share of its
+    pairs (rounded up), its first ones in a fixed order by id hash; independent of any run seed."""
+    if at_least >= len(examples):
+        return list(examples)
+    share = at_least / len(examples)
+    by_query: dict[str, list] = {}
+    for ex in examples:
+        by_query.setdefault(ex.query_id, []).append(ex)
+    keep = set()
+    for exs in by_query.values():
+        ranked = sorted(exs, key=lambda e: hashlib.sha256(e.id.encode()).hexdigest())
+        keep.update(e.id for e in ranked[:math.ceil(share * len(exs))])
+    return [ex for ex in examples if ex.id in keep]
+
+
 def eval_examples(benchmark: Benchmark, cfg) -> list:
     examples = benchmark.splits[cfg.eval.split]
+    if cfg.eval.subset is not None:
+        examples = stratified_subset(examples, cfg.eval.subset)
     return examples[: cfg.eval.limit] if cfg.eval.limit is not None else examples
+
+
+def prompt_shots(benchmark: Benchmark, cfg) -> list:
+    """`prompt.shots` worked train examples, one per label in turn, chosen by the run's seed."""
+    if cfg.prompt.shots <= 0:
+        return []
+    rng = random.Random(cfg.seed)
+    pools = {lab: [ex for ex in benchmark.splits["train"] if ex.label == lab] for lab in benchmark.labels}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    order = [lab for lab in benchmark.labels if pools[lab]]
+    return [pools[order[i % len(order)]][i // len(order)] for i in range(cfg.prompt.shots)]
+
+
+def prompts_for(examples, benchmark: Benchmark, cfg, tokenizer) -> list[str]:
+    shots = prompt_shots(benchmark, cfg)
+    return [render_prompt(ex, benchmark.labels, tokenizer, cfg.prompt, shots) for ex in examples]
 
 
 def record(ex, scored: dict, **extra) -> dict:
@@ -81,11 +120,11 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
         step = max(1, cfg.eval.save_every)
         for start in range(0, len(todo), step):
             chunk = todo[start:start + step]
-            prompts = [render_prompt(ex, benchmark.labels, tokenizer) for ex in chunk]
+            prompts = prompts_for(chunk, benchmark, cfg, tokenizer)
             gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                                    seed=cfg.seed, progress=progress)
             for ex, gen in zip(chunk, gens):
-                rec = record(ex, score_output(ex, gen.text, benchmark.labels), entropy=gen.entropy,
+                rec = record(ex, score_output(ex, gen.text, benchmark.labels, cfg.prompt.style == "steps"), entropy=gen.entropy,
                              n_tokens=gen.n_tokens, text=gen.text)
                 records.append(rec)
                 run.log(rec, "predictions.jsonl")

@@ -45,7 +45,7 @@ def build_pairs(ctx: Context, init: Path) -> list[dict]:
         if not wrong:
             continue
         right.sort(key=lambda s: -sum(v is True for v in s["step_verdicts"].values()))
-        pairs.append({"prompt": render_prompt(ex, ctx.bench.labels, tokenizer),
+        pairs.append({"prompt": render_prompt(ex, ctx.bench.labels, tokenizer, cfg.prompt),
                       "chosen": right[0]["text"] if right else gold_rationale(ex),
                       "rejected": wrong[0]["text"], "example_id": ex.id, "chosen_is_gold": not right})
     pairs = pairs[: cfg.train.dpo_max_pairs]

@@ -82,7 +82,7 @@ def rl_examples(ctx: Context, examples=None) -> list:
 
 
 def rl_dataset(ctx: Context, tokenizer, examples=None) -> Dataset:
-    return Dataset.from_list([{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer), "example_id": ex.id}
+    return Dataset.from_list([{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer, ctx.cfg.prompt), "example_id": ex.id}
                               for ex in rl_examples(ctx, examples)])
 
 

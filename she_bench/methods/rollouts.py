@@ -22,7 +22,7 @@ def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str
             return out
     cfg = ctx.cfg
     engine = build_engine(cfg.engine, model)
-    prompts = [render_prompt(ex, ctx.bench.labels, getattr(engine, "tokenizer", None)) for ex in examples for _ in range(k)]
+    prompts = [render_prompt(ex, ctx.bench.labels, getattr(engine, "tokenizer", None), cfg.prompt) for ex in examples for _ in range(k)]
     print(f"{desc}: {len(examples)} prompts x {k} samples", flush=True)
     gens = engine.generate(prompts, max_new_tokens=cfg.rl.max_completion_length, batch_size=cfg.eval.batch_size,
                            temperature=cfg.rl.temperature, seed=cfg.seed)

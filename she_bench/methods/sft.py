@@ -28,8 +28,8 @@ from she_bench.models import cache_dir, load_model, load_tokenizer, model_hash
 from she_bench.reasoning.template import gold_rationale, render_prompt
 
 
-def sft_dataset(examples, labels, tokenizer) -> Dataset:
-    return Dataset.from_list([{"prompt": render_prompt(ex, labels, tokenizer), "completion": gold_rationale(ex)}
+def sft_dataset(examples, labels, tokenizer, prompt=None) -> Dataset:
+    return Dataset.from_list([{"prompt": render_prompt(ex, labels, tokenizer, prompt), "completion": gold_rationale(ex)}
                               for ex in examples])
 
 
@@ -47,7 +47,8 @@ def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, r
             "max_length": cfg.warm_start.max_length, "lr_scheduler_type": "cosine", "warmup_steps": 10,
             "completion_only_loss": True, **args})
         data = (Dataset.from_list(rows()) if rows is not None
-                else sft_dataset(examples if examples is not None else ctx.train_examples, ctx.bench.labels, tokenizer))
+                else sft_dataset(examples if examples is not None else ctx.train_examples, ctx.bench.labels, tokenizer,
+                                 cfg.prompt))
         return SFTTrainer(model=load_model(init), args=targs, train_dataset=data,
                           processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[JsonlLog(ctx)])
 
@@ -55,9 +56,14 @@ def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, r
 
 
 def warm_start(ctx: Context) -> Path:
+    """The shared warm start (cached); with warm_start.epochs 0, the base model itself (zero-shot rows)."""
     cfg = ctx.cfg
+    if cfg.warm_start.epochs == 0:
+        return ctx.base_model
+    shown = [cfg.prompt.item_fields, cfg.prompt.field_chars]
     key = config_hash(model_hash(ctx.base_model), ctx.bench.data_hash(), cfg.warm_start, cfg.seed,
-                      cfg.train.lora and [cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_target])
+                      cfg.train.lora and [cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_target],
+                      *([shown] if shown != [None, None] else []))
     out_dir = cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}"
     with in_stage(ctx, "warm_start"), file_lock(out_dir, collective=True):
         return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)

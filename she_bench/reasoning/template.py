@@ -18,26 +18,51 @@ INSTRUCTION = (
     "(query understanding, item understanding, category matching, attribute matching, "
     "relevance judgment), then answer with 'Label: <label>', the label being one of {labels}."
 )
+LABEL_INSTRUCTION = (
+    "Judge how relevant the product is to the shopping query. Answer with one line, 'Label: <label>', "
+    "the label being one of {labels}."
+)
+PROMPT_STYLES = ("steps", "label")
 ITEM_FIELDS_ORDER = ("title", "brand", "color", "category", "bullet_points", "description")
 
 
-def render_item(item: dict[str, str]) -> str:
-    keys = [k for k in ITEM_FIELDS_ORDER if item.get(k)] + sorted(k for k in item if k not in ITEM_FIELDS_ORDER and item[k])
-    return "\n".join(f"{k}: {item[k]}" for k in keys)
+def render_item(item: dict[str, str], fields: list[str] | None = None, chars: int | None = None) -> str:
+    """The product as `field: value` lines: `fields` in that order (default: the usual order, then the rest),
+    each value clipped to `chars` characters."""
+    if fields is None:
+        fields = [k for k in ITEM_FIELDS_ORDER if k in item] + sorted(k for k in item if k not in ITEM_FIELDS_ORDER)
+    return "\n".join(f"{k}: {str(item[k])[:chars] if chars else item[k]}" for k in fields if item.get(k))
 
 
-def render_user_message(ex: Example, labels: list[str]) -> str:
-    return f"{INSTRUCTION.format(labels=', '.join(labels))}\nQuery: {ex.query}\nProduct:\n{render_item(ex.item)}"
+def render_user_message(ex: Example, labels: list[str], prompt=None) -> str:
+    style = getattr(prompt, "style", "steps")
+    instruction = (LABEL_INSTRUCTION if style == "label" else INSTRUCTION).format(labels=", ".join(labels))
+    item = render_item(ex.item, getattr(prompt, "item_fields", None), getattr(prompt, "field_chars", None))
+    return f"{instruction}\nQuery: {ex.query}\nProduct:\n{item}"
 
 
-def render_prompt(ex: Example, labels: list[str], tokenizer=None) -> str:
-    """The text the policy continues. Uses the tokenizer's chat template when it has one."""
-    message = render_user_message(ex, labels)
+def answer(ex: Example, prompt=None) -> str:
+    """What a worked example answers in the prompt's style."""
+    return f"Label: {ex.label}" if getattr(prompt, "style", "steps") == "label" else gold_rationale(ex)
+
+
+def render_prompt(ex: Example, labels: list[str], tokenizer=None, prompt=None, shots: list[Example] = ()) -> str:
+    """The text the policy continues. Uses the tokenizer's chat template when it has one; `prompt` (a
+    config.PromptConfig) picks the style and the product fields; `shots` are worked examples shown first."""
+    if getattr(prompt, "style", "steps") not in PROMPT_STYLES:
+        raise ValueError(f"prompt.style: unknown style {prompt.style!r} (known: {', '.join(PROMPT_STYLES)})")
     if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True
-        )
-    return f"Query: {ex.query}\nProduct: {render_item(ex.item)}\nSteps:\n"
+        turns = []
+        for shot in shots:
+            turns += [{"role": "user", "content": render_user_message(shot, labels, prompt)},
+                      {"role": "assistant", "content": answer(shot, prompt)}]
+        turns.append({"role": "user", "content": render_user_message(ex, labels, prompt)})
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    fields, chars = getattr(prompt, "item_fields", None), getattr(prompt, "field_chars", None)
+    head = "" if getattr(prompt, "style", "steps") == "label" else "Steps:\n"
+    demos = "".join(f"Query: {s.query}\nProduct: {render_item(s.item, fields, chars)}\n{head}{answer(s, prompt)}\n\n"
+                    for s in shots)
+    return f"{demos}Query: {ex.query}\nProduct: {render_item(ex.item, fields, chars)}\n{head}"
 
 
 def step_line(index: int, step: str, text: str) -> str:
@@ -51,7 +76,8 @@ def render_rationale(steps: dict[str, str], label: str) -> str:
 
 
 def gold_rationale(ex: Example) -> str:
-    """The SFT target: the annotated steps, with the label as the judgment when unannotated."""
-    steps = dict(ex.steps)
+    """The SFT target: the annotated steps, silver steps where no human annotated one, and the label
+    as the judgment when unannotated."""
+    steps = {**ex.silver, **ex.steps}
     steps.setdefault("relevance_judgment", ex.label)
     return render_rationale(steps, ex.label)

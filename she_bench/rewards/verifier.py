@@ -88,11 +88,13 @@ def check(ex: Example, text: str, labels: list[str]) -> tuple[Parsed, dict[str, 
     return parsed, verify_steps(ex, parsed, labels)
 
 
-def score_output(ex: Example, text: str, labels: list[str]) -> dict:
-    """`check` as a prediction record (evaluation, offline rollouts)."""
+def score_output(ex: Example, text: str, labels: list[str], steps_required: bool = True) -> dict:
+    """`check` as a prediction record (evaluation, offline rollouts). Without `steps_required` (a label-only
+    prompt), an output is format-valid when its label parses."""
     parsed, verdicts = check(ex, text, labels)
     return {
-        "pred": parsed.label, "status": parsed.status, "format_valid": parsed.valid,
+        "pred": parsed.label, "status": parsed.status,
+        "format_valid": parsed.valid if steps_required else parsed.label is not None,
         "well_formed": well_formed(parsed), "judgment": parsed.judgment, "steps": parsed.steps,
         "step_verdicts": verdicts,
     }
