@@ -139,8 +139,7 @@ def understand_query(query: str, cat: Catalogue) -> dict[str, str]:
             if w in content:
                 head.append(stem(w))
         known = [w for w in head if w in cat.category_words]  # a word the catalogue's categories use
-        ptype = (known or head or [None])[-1:]
-        ptype = tuple(ptype) if ptype != [None] else None
+        ptype = tuple((known or head)[-1:]) or None
     if ptype:
         out["type"] = " ".join(ptype)
     if brand:
