@@ -33,7 +33,9 @@ SHARED_STAGES = ("warm_start", "grm")
 def run_budget(log: list[dict], seconds: dict) -> dict:
     """What a run spent after the shared warm start, from its train log: optimizer steps, prompts seen,
     tokens generated (RL rollouts, offline rollouts for filtering, DPO pairs or GRM data) and tokens
-    through the trainer (prompt + completion), plus the GRM's own training and the wall `seconds`."""
+    through the trainer (prompt + completion), plus the GRM's own training and the wall `seconds`.
+    The warm start's own steps and tokens are given apart, where this run trained it (None: it came
+    from the cache, counted by the run that trained it, or it is the base model)."""
     trained = {}  # stage -> its last "trained" event (a resumed stage logs it once more)
     generated = {}
     rl_tokens = {}
@@ -56,6 +58,8 @@ def run_budget(log: list[dict], seconds: dict) -> dict:
         "tokens_generated": int(rollout + sum(g["tokens"] for (s, _), g in generated.items() if s != "grm")),
         "tokens_trained": sum(t["num_tokens"] for t in own.values()),
         "grm_steps": (trained.get("grm") or {}).get("steps", 0),
+        "warm_start_steps": (trained.get("warm_start") or {}).get("steps"),
+        "warm_start_tokens_trained": (trained.get("warm_start") or {}).get("num_tokens"),
         **seconds,
     }
 

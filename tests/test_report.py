@@ -199,6 +199,20 @@ def test_significance_mark_with_enough_seeds(tmp_path):
     assert " *" in line
 
 
+def test_one_seed_power_is_a_labelled_lower_bound(tmp_path):
+    """One seed: the seed variance is unmeasured, so the power line counts queries alone and says so."""
+    dirs = [write_run(tmp_path, name, name, 0, skill) for name, skill in (("grpo", 0.55), ("srpo", 0.6))]
+    data = build_report(dirs, tmp_path / "out", n_boot=N_BOOT, primary=[("srpo", "grpo")])
+    (acc,) = [r for r in data["power"] if r["metric"] == "accuracy"]
+    res = data["comparisons"][0]["results"]["accuracy/overall"]
+    assert acc["seeds"] == 1 and not acc["seed_var_measured"] and acc["seed_var"] is None
+    assert acc["seeds_for_target"] is None and acc["n_queries"] == N_QUERIES
+    assert acc["query_var"] == pytest.approx(res["query_var"], rel=1e-6) and acc["mdd"] > 2 * res["query_var"] ** 0.5
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "with one seed the seed variance is not measured" in summary and "lower bound" in summary
+    assert "(lower bound)" in (tmp_path / "out" / "power.md").read_text()
+
+
 def test_power_budget_and_legend(report):
     out, data = report
     power = {r["metric"] + "/" + r["subset"]: r for r in data["power"]}
@@ -214,6 +228,39 @@ def test_power_budget_and_legend(report):
     summary = {r["variant"]: r for r in read_csv(out / "summary.csv")}
     assert summary["grpo"]["budget_optimizer_steps"] == "150.0"
     assert "150 st · 1200 pr" in (out / "summary.md").read_text()
+
+
+def test_warm_start_budget_where_the_run_trained_it(tmp_path):
+    """The warm start's steps and tokens are counted apart, from the train log's 'trained' event, also for
+    metrics written before the budget had them; a run that took its warm start from the cache shows none."""
+    from she_bench.runs import run_budget
+
+    trained = {"stage": "warm_start", "event": "trained", "method": "none", "steps": 51, "prompts_per_step": 8,
+               "completions_per_prompt": 1, "num_tokens": 94852}
+    assert run_budget([trained], {})["warm_start_steps"] == 51 and run_budget([], {})["warm_start_steps"] is None
+    own = write_run(tmp_path, "warm-start", "none", 0, 0.6)
+    with open(own / "train_log.jsonl", "a") as f:
+        f.write(json.dumps(trained) + "\n")
+    cached = write_run(tmp_path, "grpo", "grpo", 0, 0.6)
+    build_report([own, cached], tmp_path / "out", n_boot=N_BOOT, baseline="warm-start")
+    rows = {line.split(" | ")[1]: line for line in (tmp_path / "out" / "summary.md").read_text().splitlines()
+            if line.startswith("| toyshop |")}
+    assert "(warm start: 51 st · 95k tr)" in rows["warm-start"] and "warm start:" not in rows["grpo"]
+    budget = {r["variant"]: r for r in read_csv(tmp_path / "out" / "summary.csv")}
+    assert budget["warm-start"]["budget_warm_start_steps"] == "51.0"
+
+
+def test_label_only_rows_have_no_step_metrics(tmp_path):
+    """A label-only prompt writes no steps: its step cells are n/a, never a 0 that reads as 'all wrong'."""
+    label = write_run(tmp_path, "zero-shot", "none", 0, 0.6)
+    cfg = yaml.safe_load((label / "config.yaml").read_text())
+    (label / "config.yaml").write_text(yaml.safe_dump({**cfg, "prompt": {"style": "label"}}))
+    steps = write_run(tmp_path, "zero-shot-steps", "none", 0, 0.6)
+    data = build_report([label, steps], tmp_path / "out", n_boot=N_BOOT, baseline="zero-shot")
+    rows = {r["variant"]: r for r in data["steps"]}
+    assert rows["zero-shot"]["n_seeds"] == 1 and rows["zero-shot"]["chain_accuracy"]["mean"] is None
+    assert all(v["mean"] is None for v in rows["zero-shot"]["step_accuracy"].values())
+    assert rows["zero-shot-steps"]["chain_accuracy"]["mean"] is not None
 
 
 def test_running_run_is_skipped_and_listed(report):

@@ -21,7 +21,7 @@ from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import _Encoded
 from she_bench.report.collect import RunData
 from she_bench.report.stats import crossed, holm, mdd, seeds_to_detect
-from she_bench.runs import SHARED_STAGES
+from she_bench.runs import SHARED_STAGES, run_budget
 from she_bench.rewards.grm import grm_label, uses_grm
 
 LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
@@ -133,14 +133,20 @@ def _first_wrong_shares(run: RunData) -> dict:
     return {k: (hist.get(k, 0) / total if total else None) for k in (*STEPS, "none")}
 
 
+def writes_steps(run: RunData) -> bool:
+    """False for rows that write no reasoning: the classic methods and label-only prompts."""
+    return run.method not in CLASSIC and ((run.config.get("prompt") or {}).get("style") or "steps") == "steps"
+
+
 def step_rows(groups: dict, keys: list) -> list[dict]:
+    """Step-level quality per variant; n/a throughout for variants that write no steps."""
     rows = []
     for key in keys:
-        runs = groups[key]
+        runs = [r for r in groups[key] if writes_steps(r)]
         overall = [r.metrics["overall"] for r in runs]
         shares = [_first_wrong_shares(r) for r in runs]
         rows.append({
-            "benchmark": key[0], "variant": key[1], "n_seeds": len(runs),
+            "benchmark": key[0], "variant": key[1], "n_seeds": len(groups[key]),
             "step_accuracy": {s: stat([(m.get("step_accuracy") or {}).get(s) for m in overall]) for s in STEPS},
             "step_accuracy_grm": {s: stat([(m.get("step_accuracy_grm") or {}).get(s) for m in overall])
                                   for s in STEPS},
@@ -316,33 +322,49 @@ def power_rows(comparisons: list[dict], target: float = 0.02) -> list[dict]:
     with the seeds run, for a typical comparison: the median, over the primary comparisons (all
     comparisons where none is primary), of the seed variance of seed-pair differences and of the
     shared query variance (the median, not the mean, so that one unstable variant does not set the
-    figure for all); and the seeds that would detect `target`."""
+    figure for all); and the seeds that would detect `target`. With one seed the seed variance is not
+    measured: the row counts queries alone (`seed_var_measured` False), a lower bound on the true MDD,
+    and no seed count is given."""
     rows = []
     for bench in sorted({r["benchmark"] for r in comparisons}):
         mine = [r for r in comparisons if r["benchmark"] == bench]
         chosen = [r for r in mine if r["family"] == "primary"] or mine
         for metric, subset in HEADLINE:
             res = [r["results"][f"{metric}/{subset}"] for r in chosen]
-            res = [x for x in res if x.get("seed_var") is not None and x.get("query_var") is not None]
+            res = [x for x in res if x.get("query_var") is not None]
             if not res:
                 continue
-            seed_var = float(np.median([x["seed_var"] for x in res]))
+            measured = [x for x in res if x.get("seed_var") is not None]
+            res = measured or res
+            seed_var = float(np.median([x["seed_var"] for x in measured])) if measured else 0.0
             query_var = float(np.median([x["query_var"] for x in res]))
             seeds, queries = max(x["n_seeds"] for x in res), min(x["n_queries"] for x in res)
             rows.append({"benchmark": bench, "metric": metric, "subset": subset, "seeds": seeds, "n_queries": queries,
-                         "comparisons": len(res), "seed_var": _round(seed_var, 8), "query_var": _round(query_var, 8),
+                         "comparisons": len(res), "seed_var_measured": bool(measured),
+                         "seed_var": _round(seed_var, 8) if measured else None, "query_var": _round(query_var, 8),
                          "mdd": _round(mdd(seed_var, query_var, seeds, queries)), "target": target,
-                         "seeds_for_target": seeds_to_detect(target, seed_var, query_var, queries)})
+                         "seeds_for_target": seeds_to_detect(target, seed_var, query_var, queries) if measured else None})
     return rows
 
 
 # ---------------------------------------------------------------- budgets and legend
 
-BUDGET_KEYS = ("optimizer_steps", "prompts_seen", "tokens_generated", "tokens_trained", "total_seconds")
+BUDGET_KEYS = ("optimizer_steps", "prompts_seen", "tokens_generated", "tokens_trained", "total_seconds",
+               "warm_start_steps", "warm_start_tokens_trained")
 
 
 def budget_stat(runs: list[RunData]) -> dict:
-    return {k: stat([(r.metrics.get("budget") or {}).get(k) for r in runs]) for k in BUDGET_KEYS}
+    """Means over seeds of each run's budget; keys a run's metrics lack (written by an older version)
+    are recomputed from its train log."""
+    budgets = [{**run_budget(r.train_log, {}), **(r.metrics.get("budget") or {})} for r in runs]
+    return {k: stat([b.get(k) for b in budgets]) for k in BUDGET_KEYS}
+
+
+def _warm_start_text(cfg: dict) -> str:
+    ws, train = cfg["warm_start"], cfg.get("train") or {}
+    if not ws["epochs"]:
+        return "none (the base model)"
+    return f"{ws['epochs']} epochs, lr {ws['lr']}" + (", LoRA" if train.get("lora") else "")
 
 
 def _annotated_steps(benchmark: str) -> list[str] | None:
@@ -392,7 +414,7 @@ def legend_rows(groups: dict, keys: list) -> list[dict]:
             "curriculum": [s.get("name") for s in c.get("curriculum") or []] if method == "she" else None,
             "rl": (f"{cfg['train']['max_steps']} steps x {cfg['train']['prompts_per_step']} prompts x "
                    f"{cfg['rl']['group_size']} rollouts, lr {cfg['train']['lr']}") if rl else None,
-            "warm_start": None if method in CLASSIC else f"{cfg['warm_start']['epochs']} epochs, lr {cfg['warm_start']['lr']}",
+            "warm_start": None if method in CLASSIC else _warm_start_text(cfg),
         })
     return rows
 

@@ -212,7 +212,8 @@ def summary_table(rows: list[dict]) -> Table:
         "alone]. Head and tail are the "
         "benchmark's slices. Budget (mean over seeds, the method after the shared warm start): optimizer steps, "
         "prompts seen, tokens generated (rollouts, offline samples), tokens through the trainer, wall seconds "
-        "of the whole run. "
+        "of the whole run; in brackets the warm start's own steps and trained tokens, in runs that trained it "
+        "(a cached warm start is counted by the run that trained it). "
         "Format-valid: share of outputs that parse; mean entropy: mean token entropy of the policy on the eval "
         "prompts. GRM: the generative stepwise reward model behind the row's step rewards (oracle = ground truth "
         "with verdicts flipped at the error rate shown; n/a: no GRM in the reward)."), cols)
@@ -240,8 +241,11 @@ class Budget:
 
     def text(self) -> str:
         m = {k: v.get("mean") for k, v in self.b.items()}
-        return (f"{_count(m['optimizer_steps'])} st · {_count(m['prompts_seen'])} pr · {_count(m['tokens_generated'])} gen · "
+        text = (f"{_count(m['optimizer_steps'])} st · {_count(m['prompts_seen'])} pr · {_count(m['tokens_generated'])} gen · "
                 f"{_count(m['tokens_trained'])} tr · {_count(m['total_seconds'])} s")
+        if m.get("warm_start_steps"):
+            text += f" (warm start: {_count(m['warm_start_steps'])} st · {_count(m['warm_start_tokens_trained'])} tr)"
+        return text
 
     def csv(self, key: str) -> dict:
         return {f"{key}_{k}": fnum(v.get("mean"), 1) for k, v in self.b.items()}
@@ -311,13 +315,16 @@ def power_table(rows: list[dict]) -> Table:
         "run (noncentral t on seeds - 1 df), for a typical comparison: the median over the primary comparisons "
         "of the seed variance of seed-pair differences and of the shared query variance (pooled over: how many); "
         "and the fewest seeds that would detect "
-        "0.02 (n/a: more than 100, or the shared query variance alone is too large: only more test queries help)."),
+        "0.02 (n/a: more than 100, or the shared query variance alone is too large: only more test queries help). "
+        "One seed: the seed variance is not measured (seed sd n/a), so the detectable difference counts test queries "
+        "alone (t on queries - 1 df) and is a lower bound; no seed count is given."),
         cols)
     for r in rows:
         label = METRIC_TITLES[r["metric"]] + ("" if r["subset"] == "overall" else f" ({r['subset']})")
+        lower = "" if r.get("seed_var_measured", True) else " (lower bound)"
         table.rows.append([r["benchmark"], label, str(r["seeds"]), str(r["n_queries"]), str(r["comparisons"]),
-                           Num(r["seed_var"] ** 0.5), Num(r["query_var"] ** 0.5), Num(r["mdd"]),
-                           NA if r["seeds_for_target"] is None else str(r["seeds_for_target"])])
+                           NA if r["seed_var"] is None else Num(r["seed_var"] ** 0.5), Num(r["query_var"] ** 0.5),
+                           f"{fnum(r['mdd'])}{lower}", NA if r["seeds_for_target"] is None else str(r["seeds_for_target"])])
     return table
 
 
@@ -325,10 +332,17 @@ def power_line(rows: list[dict]) -> str:
     """One sentence per benchmark for the top of a report."""
     out = []
     for bench in sorted({r["benchmark"] for r in rows}):
+        mine = [r for r in rows if r["benchmark"] == bench]
+        seeds = max(r["seeds"] for r in mine)
+        if not all(r.get("seed_var_measured", True) for r in mine):
+            parts = [f"{METRIC_TITLES[r['metric']]}{'' if r['subset'] == 'overall' else ' (' + r['subset'] + ')'} "
+                     f"{fnum(r['mdd'])}" for r in mine]
+            out.append(f"{bench}: with one seed the seed variance is not measured; counting the {mine[0]['n_queries']} "
+                       "test queries alone, the smallest difference detected with 80% power at alpha 0.05 is at least "
+                       + "; ".join(parts) + " (a lower bound: seed variance adds to it).")
+            continue
         parts = [f"{METRIC_TITLES[r['metric']]}{'' if r['subset'] == 'overall' else ' (' + r['subset'] + ')'} "
-                 f"{fnum(r['mdd'])} (0.02 needs {r['seeds_for_target'] or 'more than 100'} seeds)"
-                 for r in rows if r["benchmark"] == bench]
-        seeds = max(r["seeds"] for r in rows if r["benchmark"] == bench)
+                 f"{fnum(r['mdd'])} (0.02 needs {r['seeds_for_target'] or 'more than 100'} seeds)" for r in mine]
         out.append(f"{bench}: with {seeds} seeds, the smallest difference detected with 80% power at alpha 0.05 is "
                    + "; ".join(parts) + ".")
     return " ".join(out)
