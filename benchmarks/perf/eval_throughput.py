@@ -21,7 +21,7 @@ The warm start is never trained here.
 SmolLM2 on esci-us-150 with 2 threads and the CPU suite's short prompts (label-only or five steps):
 
     python benchmarks/perf/eval_throughput.py --benchmark esci-us-150 --models smollm2-135m --weights base \
-        --threads 2 --prompts 64 --rounds 1 --style label --max-new-tokens 16 \
+        --threads 2 --prompts 64 --rounds 2 --style label --max-new-tokens 12 \
         --item-fields title,brand,color,category --field-chars 150
 """
 from __future__ import annotations
@@ -59,7 +59,6 @@ def model_folder(name: str, bench, weights: str) -> tuple[Path, str]:
     from she_bench.methods import sft
     from she_bench.methods.common import Context
     from she_bench.runs import Run
-
 
     def cached_only(ctx, init, out_dir, *a, **kw):
         final = out_dir / "final"
