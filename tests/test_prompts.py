@@ -5,6 +5,7 @@ from types import SimpleNamespace
 from she_bench.config import PromptConfig
 from she_bench.data.schema import Example
 from she_bench.evaluation.evaluate import prompt_shots, stratified_subset
+from she_bench.evaluation.metrics import compute_metrics
 from she_bench.reasoning.template import render_prompt
 from she_bench.rewards.verifier import score_output
 
@@ -32,6 +33,12 @@ def test_prompt_fields_clip_and_label_style():
     assert render_prompt(ex(0, 0), LABELS).endswith("Steps:\n")  # the default is unchanged
     label_only = score_output(ex(0, 0), "Label: Exact", LABELS, steps_required=False)
     assert label_only["format_valid"] and label_only["pred"] == "Exact"
+    # no step was asked for, so none is verified: step metrics are n/a, never a 0 that reads as 'all wrong'
+    assert label_only["step_verdicts"] == {}
+    metrics = compute_metrics([{"id": "e0", "query_id": "q0", "gold": "Exact", **label_only}], LABELS, LABELS[:2], [],
+                              n_boot=0)
+    assert metrics["overall"]["chain_accuracy"] is None
+    assert all(v is None for v in metrics["overall"]["step_accuracy"].values())
     assert not score_output(ex(0, 0), "Label: Exact", LABELS)["format_valid"]  # steps required by default
 
 

@@ -250,19 +250,6 @@ def test_warm_start_budget_where_the_run_trained_it(tmp_path):
     assert budget["warm-start"]["budget_warm_start_steps"] == "51.0"
 
 
-def test_label_only_rows_have_no_step_metrics(tmp_path):
-    """A label-only prompt writes no steps: its step cells are n/a, never a 0 that reads as 'all wrong'."""
-    label = write_run(tmp_path, "zero-shot", "none", 0, 0.6)
-    cfg = yaml.safe_load((label / "config.yaml").read_text())
-    (label / "config.yaml").write_text(yaml.safe_dump({**cfg, "prompt": {"style": "label"}}))
-    steps = write_run(tmp_path, "zero-shot-steps", "none", 0, 0.6)
-    data = build_report([label, steps], tmp_path / "out", n_boot=N_BOOT, baseline="zero-shot")
-    rows = {r["variant"]: r for r in data["steps"]}
-    assert rows["zero-shot"]["n_seeds"] == 1 and rows["zero-shot"]["chain_accuracy"]["mean"] is None
-    assert all(v["mean"] is None for v in rows["zero-shot"]["step_accuracy"].values())
-    assert rows["zero-shot-steps"]["chain_accuracy"]["mean"] is not None
-
-
 def test_running_run_is_skipped_and_listed(report):
     out, data = report
     assert len(data["runs"]) == 6

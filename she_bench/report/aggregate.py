@@ -133,20 +133,14 @@ def _first_wrong_shares(run: RunData) -> dict:
     return {k: (hist.get(k, 0) / total if total else None) for k in (*STEPS, "none")}
 
 
-def writes_steps(run: RunData) -> bool:
-    """False for rows that write no reasoning: the classic methods and label-only prompts."""
-    return run.method not in CLASSIC and ((run.config.get("prompt") or {}).get("style") or "steps") == "steps"
-
-
 def step_rows(groups: dict, keys: list) -> list[dict]:
-    """Step-level quality per variant; n/a throughout for variants that write no steps."""
     rows = []
     for key in keys:
-        runs = [r for r in groups[key] if writes_steps(r)]
+        runs = groups[key]
         overall = [r.metrics["overall"] for r in runs]
         shares = [_first_wrong_shares(r) for r in runs]
         rows.append({
-            "benchmark": key[0], "variant": key[1], "n_seeds": len(groups[key]),
+            "benchmark": key[0], "variant": key[1], "n_seeds": len(runs),
             "step_accuracy": {s: stat([(m.get("step_accuracy") or {}).get(s) for m in overall]) for s in STEPS},
             "step_accuracy_grm": {s: stat([(m.get("step_accuracy_grm") or {}).get(s) for m in overall])
                                   for s in STEPS},

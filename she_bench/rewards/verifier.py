@@ -90,11 +90,12 @@ def check(ex: Example, text: str, labels: list[str]) -> tuple[Parsed, dict[str, 
 
 def score_output(ex: Example, text: str, labels: list[str], steps_required: bool = True) -> dict:
     """`check` as a prediction record (evaluation, offline rollouts). Without `steps_required` (a label-only
-    prompt), an output is format-valid when its label parses."""
+    prompt), an output is format-valid when its label parses, and no step is verified: none was asked for,
+    so step metrics are n/a rather than 'wrong'."""
     parsed, verdicts = check(ex, text, labels)
     return {
         "pred": parsed.label, "status": parsed.status,
         "format_valid": parsed.valid if steps_required else parsed.label is not None,
         "well_formed": well_formed(parsed), "judgment": parsed.judgment, "steps": parsed.steps,
-        "step_verdicts": verdicts,
+        "step_verdicts": verdicts if steps_required else {},
     }
