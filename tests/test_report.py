@@ -75,7 +75,7 @@ def write_run(root, name: str, method: str, seed: int, skill: float, status: str
     manifest = {"name": name, "method": method, "seed": seed, "config_hash": f"hash-{name}-{seed}",
                 "versions": {"python": "3.12.0", "torch": "2.13.0", "transformers": "5.24.0", "trl": "1.16.0"},
                 "git": {"commit": "0123456789abcdef0123", "dirty": False}, "data_hash": "d" * 64,
-                "base_model_hash": "b" * 64, "warm_start_hash": "w" * 64, "final_model_hash": f"f{seed}" * 32,
+                "base_model_hash": "b" * 64, "warm_start": "cache/warm_start/final", "warm_start_hash": "w" * 64, "final_model_hash": f"f{seed}" * 32,
                 "status": status, "total_seconds": 12.5 + seed, "eval_seconds": 2.0, "train_seconds": 9.0}
     (path / "manifest.json").write_text(json.dumps(manifest))
     log = train_log(method, seed)
@@ -225,6 +225,7 @@ def test_power_budget_and_legend(report):
     assert legend["srpo"]["grm"] == "oracle (error 0.1)" and legend["grpo"]["grm"] is None
     assert legend["srpo"]["grm_steps"] == [] and legend["srpo"]["verifier_steps"] == ["QU", "IU", "CM", "AM"]
     assert legend["grpo"]["outcome"].startswith("format=gate") and legend["sft"]["outcome"] is None
+    assert legend["grpo"]["warm_start"] == "6.0 epochs, lr 0.002"
     summary = {r["variant"]: r for r in read_csv(out / "summary.csv")}
     assert summary["grpo"]["budget_optimizer_steps"] == "150.0"
     assert "150 st · 1200 pr" in (out / "summary.md").read_text()

@@ -28,7 +28,6 @@ LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
 SUMMARY_SUBSETS = ("overall", "head", "tail")
 HEADLINE = (("accuracy", "overall"), ("macro_f1", "overall"), ("macro_f1", "tail"))
 """The (metric, subset) pairs every comparison tests, Holm's family, and the power line's metrics."""
-CLASSIC = ("majority", "lexical")
 STEP_ABBR = {s: "".join(w[0].upper() for w in s.split("_")) for s in STEPS}  # QU, IU, CM, AM, RJ
 SLICE_ORDER = ("head", "tail", "unseen_combo")
 
@@ -408,7 +407,7 @@ def legend_rows(groups: dict, keys: list) -> list[dict]:
             "curriculum": [s.get("name") for s in c.get("curriculum") or []] if method == "she" else None,
             "rl": (f"{cfg['train']['max_steps']} steps x {cfg['train']['prompts_per_step']} prompts x "
                    f"{cfg['rl']['group_size']} rollouts, lr {cfg['train']['lr']}") if rl else None,
-            "warm_start": None if method in CLASSIC else _warm_start_text(cfg),
+            "warm_start": _warm_start_text(cfg) if "warm_start" in run.manifest else None,  # classic rows have none
         })
     return rows
 
