@@ -229,6 +229,9 @@ class Config:
     """What to run: eval, or a training method registered in she_bench.methods."""
     benchmark: str = "toyshop"
     """A benchmark card name under benchmarks/, or a path to a card."""
+    card: dict = field(default_factory=dict)
+    """Overrides of the benchmark card's keys for this run, validated like the card: card.options.n_train=20000,
+    card.rationale_share=0.1 (an `ablate` grid sweeps them like any other key)."""
     data_dir: str | None = None
     """Overrides the card's data folder."""
     model: str = "toy-1m"
@@ -260,6 +263,8 @@ class Config:
             d.pop("prompt")
         if d["eval"]["subset"] is None:
             d["eval"].pop("subset")
+        if not d["card"]:
+            d.pop("card")
         for key in [k for k in d["rl"] if k.endswith("vllm") or k.startswith("vllm_")]:
             d["rl"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

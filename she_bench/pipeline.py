@@ -26,10 +26,12 @@ class Result:
 
 
 def toy_corpus(bench: Benchmark) -> list[str]:
-    """Text a toy tokenizer is trained on: the train split's prompts and gold rationales."""
+    """Text a toy tokenizer is trained on: the train split's prompts and gold rationales, every one of them
+    whatever the card's rationale_share (a tokenizer learns no weights), so every share starts from the same
+    base model."""
     from she_bench.reasoning.template import gold_rationale, render_prompt
 
-    return [render_prompt(ex, bench.labels) + gold_rationale(ex) for ex in bench.splits["train"]]
+    return [render_prompt(ex, bench.labels) + gold_rationale(ex, withheld_ok=True) for ex in bench.splits["train"]]
 
 
 def device() -> str:
@@ -43,7 +45,7 @@ def _open(cfg: Config, command: list[str], model_key: str) -> Result | tuple[Ben
     recorded in its manifest under `model_key` (and `<model_key>_hash`)."""
     from she_bench.models import model_hash, resolve_model
 
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
     run = Run(cfg, bench.name)
     if run.is_done():
         return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
@@ -122,7 +124,7 @@ def run_classic(cfg: Config, command: list[str], predict) -> Result:
     from she_bench.evaluation.evaluate import evaluate_labels
     from she_bench.methods.common import Context
 
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
     run = Run(cfg, bench.name)
     if run.is_done():
         return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)

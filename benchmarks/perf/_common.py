@@ -58,7 +58,7 @@ def make_context(recipe: str = "srpo", model: str = "toy-1m", benchmark: str = "
     out = output_dir or tempfile.mkdtemp(prefix="she-perf-")
     cfg = make_config(recipe, {**parse_overrides(overrides or []), "benchmark": benchmark, "model": model,
                                "output_dir": out})
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir)
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
     run = Run(cfg, bench.name)
     run.path.mkdir(parents=True, exist_ok=True)
     ctx = Context(cfg=cfg, bench=bench, run=run, base_model=resolve_model(cfg.model, toy_corpus(bench), cfg.seed))

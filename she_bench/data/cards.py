@@ -3,8 +3,11 @@
 A card names a loader (registered below by the data modules), its options, the label
 scale, which steps are annotated, the slices, how to split, and what a (query, item) pair
 that appears twice does (`duplicates`: error, the default; warn: one line on stderr and the
-later copies dropped; keep: the same line and every copy kept). `load_benchmark` turns a
-card name (or a path to a card) into a `Benchmark` holding its splits.
+later copies dropped; keep: the same line and every copy kept). `rationale_share` (and
+`rationale_slices`) say which train pairs' gold rationales may serve as SFT targets.
+`load_benchmark` turns a card name (or a path to a card) into a `Benchmark` holding its splits;
+its `overrides` replace card keys for one run (a run config's `card:` section, e.g.
+`card.options.n_train=20000` or `card.rationale_share=0.1`), validated like the card itself.
 """
 from __future__ import annotations
 
@@ -46,15 +49,29 @@ class Card:
     slices: list[str] = field(default_factory=list)
     split: dict = field(default_factory=lambda: {"train": 0.7, "dev": 0.1, "test": 0.2, "seed": 0})
     duplicates: str = "error"
+    rationale_share: float = 1.0
+    """Share of train pairs whose gold rationale may serve as an SFT target (warm start, sft, DPO's gold
+    fallback, the GRM's gold rows), drawn from the card's seed; nested: a smaller share's pairs are a subset
+    of a larger one's. The other pairs stay RL, DPO and classic prompts with their labels."""
+    rationale_slices: list[str] | None = None
+    """Draw the rationale pairs from train pairs in these slices only (e.g. [head]: head-biased); the share
+    is still of all train pairs, so it can be at most those slices' share of train."""
+
+    @property
+    def seed(self) -> int:
+        """The card's seed: its loader's `options.seed`, else its split seed."""
+        return int((self.options or {}).get("seed", (self.split or {}).get("seed", 0)))
 
     @classmethod
-    def from_yaml(cls, path: Path) -> "Card":
+    def from_yaml(cls, path: Path, overrides: dict | None = None) -> "Card":
         try:
             raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise DataError(str(path), None, None, f"not valid YAML: {e}") from e
         if not isinstance(raw, dict):
             raise DataError(str(path), None, None, "a card must be a YAML mapping")
+        if overrides:
+            raw = _merge(raw, overrides)
         for key in ("name", "loader"):
             if key not in raw:
                 raise DataError(str(path), None, key, "missing required key")
@@ -73,6 +90,12 @@ class Card:
                             f"rule (silver rules: {', '.join(SILVER_STEPS)})")
         if raw.get("duplicates", "error") not in DUPLICATE_MODES:
             raise DataError(str(path), None, "duplicates", f"expected error, warn or keep, got {raw['duplicates']!r}")
+        share = raw.get("rationale_share", 1.0)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise DataError(str(path), None, "rationale_share", f"expected a number in [0, 1], got {share!r}")
+        slices = raw.get("rationale_slices")
+        if slices is not None and (not isinstance(slices, list) or not slices or not all(isinstance(x, str) for x in slices)):
+            raise DataError(str(path), None, "rationale_slices", f"expected a non-empty list of slice names, got {slices!r}")
         return cls(path=path, **raw)
 
     def resolve_data_dir(self, override: str | None = None) -> Path | None:
@@ -146,10 +169,32 @@ def split_by_query(examples: list[Example], fractions: dict, seed: int) -> dict[
     return out
 
 
-def load_benchmark(name_or_path: str, data_dir: str | None = None) -> Benchmark:
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def rationale_ids(card: Card, train: list[Example]) -> set[str]:
+    """The train pairs whose rationale may be an SFT target: round(share x train pairs) of them, the first in
+    an order fixed by the card's seed (so shares are nested), drawn from `rationale_slices` if given."""
+    if card.rationale_share >= 1 and not card.rationale_slices:
+        return {ex.id for ex in train}
+    pool = [ex for ex in train if not card.rationale_slices or any(s in ex.slices for s in card.rationale_slices)]
+    want = round(card.rationale_share * len(train))
+    if want > len(pool):
+        raise DataError(str(card.path), None, "rationale_share",
+                        f"{card.rationale_share:g} of {len(train)} train pairs is {want}, but only {len(pool)} "
+                        f"({len(pool) / max(1, len(train)):.1%}) lie in rationale_slices {card.rationale_slices}")
+    order = sorted(pool, key=lambda ex: hashlib.sha256(f"{card.seed}:rationale:{ex.id}".encode()).hexdigest())
+    return {ex.id for ex in order[:want]}
+
+
+def load_benchmark(name_or_path: str, data_dir: str | None = None, overrides: dict | None = None) -> Benchmark:
     import she_bench.data  # noqa: F401  (registers the loaders)
 
-    card = Card.from_yaml(find_card(name_or_path))
+    card = Card.from_yaml(find_card(name_or_path), overrides)
     loaded = LOADERS.get(card.loader)(card, card.resolve_data_dir(data_dir))
     if isinstance(loaded, list):
         split_cfg = dict(card.split)
@@ -165,4 +210,7 @@ def load_benchmark(name_or_path: str, data_dir: str | None = None) -> Benchmark:
         from she_bench.data.silver import annotate
 
         annotate(loaded, card.silver_steps)
+    keep = rationale_ids(card, loaded.get("train", []))
+    for ex in loaded.get("train", []):
+        ex.rationale = ex.id in keep
     return Benchmark(card=card, splits=loaded)

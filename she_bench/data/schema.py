@@ -43,6 +43,9 @@ class Example:
     verifier may use (for example the item's brand and colour). `slices` names every slice
     the example belongs to (e.g. "head", "tail", "type:negation"). `silver` holds rule-derived
     texts of steps no human annotated (data/silver.py): learned by the warm start, never verified.
+    `rationale` says whether the pair's gold rationale may serve as an SFT target (the card's
+    `rationale_share`); without it the pair is still a prompt with a label, and its steps are still
+    verified, but no method is ever trained on its rationale.
     """
 
     id: str
@@ -55,6 +58,7 @@ class Example:
     facts: dict[str, str] = field(default_factory=dict)
     slices: list[str] = field(default_factory=list)
     silver: dict[str, str] = field(default_factory=dict)
+    rationale: bool = True
 
     def to_dict(self) -> dict:
         out = {
@@ -64,6 +68,8 @@ class Example:
         }
         if self.silver:  # absent when empty, so benchmarks without silver steps keep their data hash
             out["silver"] = self.silver
+        if not self.rationale:  # absent when available, for the same reason
+            out["rationale"] = False
         return out
 
     @classmethod

@@ -99,7 +99,7 @@ def relation(query_category: str, item_category: str) -> str:
 
 
 def judge(intent: str, rel: str, results: list[tuple[str, str]]) -> str:
-    """The label rules: from the category relation (step 3) and the checks (step 4)."""
+    """The label rules: from the category relation (step 3) and the checks' (key, verdict) (step 4)."""
     if intent == "accessory":
         return {"complement": "Exact", "same": "Complement"}.get(rel, "Irrelevant")
     if rel == "same":
@@ -149,26 +149,32 @@ class Item:
         return f"{self.brand} {self.color} {self.material} {self.category}".title()
 
 
-def checks(q: Query, item: Item) -> list[tuple[str, str]]:
-    """Step 4: one check per constraint of the query, in QUERY_KEYS order."""
+def checks(q: Query, item: Item) -> list[tuple[str, str, str, str]]:
+    """Step 4: one check per constraint of the query, in QUERY_KEYS order, as
+    (key, the query's value, the item's value, verdict)."""
     out = []
     if q.brand:
         same = item.brand == q.brand
         if q.intent == "substitute":
-            out.append(("brand", "same" if same else "different"))
+            out.append(("brand", q.brand, item.brand, "same" if same else "different"))
         else:
-            out.append(("brand", "match" if same else "mismatch"))
+            out.append(("brand", q.brand, item.brand, "match" if same else "mismatch"))
     if q.color:
-        out.append(("color", "match" if item.color == q.color else "mismatch"))
+        out.append(("color", q.color, item.color, "match" if item.color == q.color else "mismatch"))
     if q.material:
-        out.append(("material", "match" if item.material == q.material else "mismatch"))
+        out.append(("material", q.material, item.material, "match" if item.material == q.material else "mismatch"))
     if q.exclude:
-        out.append(("exclude", "violated" if item.material == q.exclude else "ok"))
+        out.append(("exclude", q.exclude, item.material, "violated" if item.material == q.exclude else "ok"))
     return out
 
 
 def _kv(pairs: list[tuple[str, str]]) -> str:
     return "; ".join(f"{k}={v}" for k, v in pairs)
+
+
+def compared(query_value: str, item_value: str, verdict: str) -> str:
+    """A comparison step names what it compares before its verdict: 'green vs blue: mismatch'."""
+    return f"{query_value} vs {item_value}: {verdict}"
 
 
 @dataclass
@@ -317,7 +323,7 @@ def sample_item(rng: random.Random, q: Query, label_weights: dict[str, float]) -
 def make_example(ex_id: str, query_id: str, q: Query, item: Item, world: World) -> Example:
     rel = relation(q.category, item.category)
     chk = checks(q, item)
-    label = judge(q.intent, rel, chk)
+    label = judge(q.intent, rel, [(k, v) for k, _, _, v in chk])
     heldout = world.is_heldout(q)
     slices = ["tail" if world.is_tail(q) else "head", f"type:{q.intent}"] + (["unseen_combo"] if heldout else [])
     facts = {"category": item.category, "brand": item.brand, "color": item.color, "material": item.material}
@@ -326,8 +332,8 @@ def make_example(ex_id: str, query_id: str, q: Query, item: Item, world: World) 
         "query_understanding": _kv(q.fields()),
         "item_understanding": _kv([("category", item.category), ("brand", item.brand),
                                    ("color", item.color), ("material", item.material)]),
-        "category_matching": rel,
-        "attribute_matching": _kv(chk) or "none",
+        "category_matching": compared(q.category, item.category, rel),
+        "attribute_matching": _kv([(k, compared(qv, iv, v)) for k, qv, iv, v in chk]) or "none",
         "relevance_judgment": label,
     }
     return Example(id=ex_id, query_id=query_id, query=q.text, item={"title": item.title}, label=label,

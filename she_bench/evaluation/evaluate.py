@@ -15,7 +15,7 @@ from pathlib import Path
 from she_bench.data.cards import Benchmark
 from she_bench.engines import build_engine
 from she_bench.evaluation.metrics import compute_metrics
-from she_bench.reasoning.template import render_prompt
+from she_bench.reasoning.template import render_prompt, with_rationale
 from she_bench.rewards.verifier import score_output
 from she_bench.runs import Run, read_jsonl
 
@@ -70,7 +70,8 @@ def prompt_shots(benchmark: Benchmark, cfg) -> list:
     if cfg.prompt.shots <= 0:
         return []
     rng = random.Random(cfg.seed)
-    pools = {lab: [ex for ex in benchmark.splits["train"] if ex.label == lab] for lab in benchmark.labels}
+    train = benchmark.splits["train"] if cfg.prompt.style == "label" else with_rationale(benchmark.splits["train"])
+    pools = {lab: [ex for ex in train if ex.label == lab] for lab in benchmark.labels}
     for pool in pools.values():
         rng.shuffle(pool)
     order = [lab for lab in benchmark.labels if pools[lab]]

@@ -3,8 +3,9 @@
 Pair construction: for 2 x `train.dpo_max_pairs` train prompts in a seeded order, sample `train.dpo_samples` completions
 from the warm start at the RL temperature. Chosen: a format-valid sample with the gold label,
 preferring one whose verified steps are all right; when no sample is right, the gold
-rationale. Rejected: a sample with a wrong label or one that does not parse. Prompts without
-a rejected sample give no pair. At most `train.dpo_max_pairs` pairs are kept; the pairs are
+rationale (where the card's rationale_share makes it available; otherwise the prompt gives no pair).
+Rejected: a sample with a wrong label or one that does not parse. Prompts without a rejected sample
+give no pair. At most `train.dpo_max_pairs` pairs are kept; the pairs are
 written to the run directory (dpo_pairs.jsonl).
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ def build_pairs(ctx: Context, init: Path) -> list[dict]:
     for ex, samples in zip(examples, samples_per_prompt):
         right = [s for s in samples if s["format_valid"] and s["pred"] == ex.label]
         wrong = [s for s in samples if s["pred"] != ex.label]
-        if not wrong:
+        if not wrong or not (right or ex.rationale):  # the gold fallback only where the card gives a rationale
             continue
         right.sort(key=lambda s: -sum(v is True for v in s["step_verdicts"].values()))
         pairs.append({"prompt": render_prompt(ex, ctx.bench.labels, tokenizer, cfg.prompt),

@@ -13,6 +13,7 @@ from pathlib import Path
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
+from she_bench.config import ConfigError
 from she_bench.locks import file_lock
 from she_bench.methods import METHODS
 from she_bench.methods.common import (
@@ -25,18 +26,19 @@ from she_bench.methods.common import (
     trainer_args,
 )
 from she_bench.models import cache_dir, load_model, load_tokenizer, model_hash
-from she_bench.reasoning.template import gold_rationale, render_prompt
+from she_bench.reasoning.template import gold_rationale, render_prompt, with_rationale
 
 
-def sft_dataset(examples, labels, tokenizer, prompt=None) -> Dataset:
-    return Dataset.from_list([{"prompt": render_prompt(ex, labels, tokenizer, prompt), "completion": gold_rationale(ex)}
-                              for ex in examples])
+def sft_rows(examples, labels, tokenizer, prompt=None) -> list[dict]:
+    """Prompt/completion rows of the gold rationales of `examples` that have one (the card's rationale_share)."""
+    return [{"prompt": render_prompt(ex, labels, tokenizer, prompt), "completion": gold_rationale(ex)}
+            for ex in with_rationale(examples)]
 
 
 def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows=None, examples=None, **args) -> Path:
     """SFT from `init` into out_dir/final on prompt/completion rows (a callable giving them, built only if
-    training is still to do; default: the gold rationales of `examples`, else of the train split);
-    `args` override the trainer's (batch size, max_steps)."""
+    training is still to do; default: the gold rationales of `examples`, else of the train split, where the
+    card makes them available); `args` override the trainer's (batch size, max_steps)."""
     cfg = ctx.cfg
 
     def build():
@@ -46,9 +48,13 @@ def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, r
             "num_train_epochs": epochs, "learning_rate": lr, "per_device_train_batch_size": cfg.warm_start.batch_size,
             "max_length": cfg.warm_start.max_length, "lr_scheduler_type": "cosine", "warmup_steps": 10,
             "completion_only_loss": True, **args})
-        data = (Dataset.from_list(rows()) if rows is not None
-                else sft_dataset(examples if examples is not None else ctx.train_examples, ctx.bench.labels, tokenizer,
-                                 cfg.prompt))
+        data = (rows() if rows is not None
+                else sft_rows(examples if examples is not None else ctx.train_examples, ctx.bench.labels, tokenizer,
+                              cfg.prompt))
+        if not data:
+            raise ConfigError(f"{ctx.stage}: no SFT row to train on (no train pair in reach has a gold rationale: "
+                              f"rationale_share {ctx.bench.card.rationale_share:g})")
+        data = Dataset.from_list(data)
         return SFTTrainer(model=load_model(init), args=targs, train_dataset=data,
                           processing_class=tokenizer, peft_config=lora_config(cfg), callbacks=[JsonlLog(ctx)])
 
@@ -56,17 +62,20 @@ def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, r
 
 
 def warm_start(ctx: Context) -> Path:
-    """The shared warm start (cached); with warm_start.epochs 0, the base model itself (zero-shot rows)."""
+    """The shared warm start (cached); with warm_start.epochs 0, the base model itself (zero-shot rows).
+
+    The cache key covers everything that changes the trained model: the base model, the very SFT rows it
+    trains on (so the template, the prompt options, the train pool and the rationale share are all in it),
+    the warm-start config, LoRA and the seed."""
     cfg = ctx.cfg
     if cfg.warm_start.epochs == 0:
         return ctx.base_model
-    shown = [cfg.prompt.item_fields, cfg.prompt.field_chars]
-    key = config_hash(model_hash(ctx.base_model), ctx.bench.data_hash(), cfg.warm_start, cfg.seed,
-                      cfg.train.lora and [cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_target],
-                      *([shown] if shown != [None, None] else []))
+    rows = sft_rows(ctx.train_examples, ctx.bench.labels, load_tokenizer(ctx.base_model), cfg.prompt)
+    key = config_hash(model_hash(ctx.base_model), config_hash(rows), cfg.warm_start, cfg.seed,
+                      cfg.train.lora and [cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_target])
     out_dir = cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}"
     with in_stage(ctx, "warm_start"), file_lock(out_dir, collective=True):
-        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr)
+        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr, rows=lambda: rows)
 
 
 @METHODS.register("sft")

@@ -24,8 +24,9 @@ def grm_rows(ctx: Context, init: Path) -> list[dict]:
     examples = seeded_sample(ctx, ctx.cfg.reward.grm_prompts)
     rows = []
     for ex, samples in zip(examples, sample_rollouts(ctx, init, examples, ctx.cfg.reward.grm_rollouts, "grm data")):
-        gold = parse(gold_rationale(ex), labels)
-        rows += [{"prompt": check_prompt(ex, gold, step), "completion": right} for step in ex.steps if step in gold.steps]
+        if ex.rationale:  # the gold rationale's steps as right examples, where the card gives it
+            gold = parse(gold_rationale(ex), labels)
+            rows += [{"prompt": check_prompt(ex, gold, step), "completion": right} for step in ex.steps if step in gold.steps]
         for s in samples:
             parsed = parse(s["text"], labels)
             rows += [{"prompt": check_prompt(ex, parsed, step), "completion": right if verdict else wrong}
@@ -37,7 +38,7 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
     cfg = ctx.cfg
     answers = tuple(cfg.reward.grm_answers or GENERATIVE_ANSWERS)
     answer_token_ids(load_tokenizer(init), answers, f"generative GRM ({init})")  # refuse before training, not after
-    key = config_hash(model_hash(init), cfg.reward.grm_rollouts, cfg.reward.grm_prompts, cfg.reward.grm_epochs,
+    key = config_hash(model_hash(init), ctx.bench.data_hash(), cfg.reward.grm_rollouts, cfg.reward.grm_prompts, cfg.reward.grm_epochs,
                       cfg.rl.temperature, cfg.seed, answers)
     out_dir = cache_dir() / "grm" / f"{ctx.bench.name}-{key}"
     with in_stage(ctx, "grm"), file_lock(out_dir, collective=True):

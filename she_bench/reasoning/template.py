@@ -2,12 +2,15 @@
 
 A completion looks like
 
-    1. Query understanding: intent=plain; category=boots
-    2. Item understanding: category=boots; brand=zento; color=red; material=leather
-    3. Category matching: same
-    4. Attribute matching: none
-    5. Relevance judgment: Exact
-    Label: Exact
+    1. Query understanding: intent=attribute; category=boots; color=green
+    2. Item understanding: category=boots; brand=pexa; color=blue; material=leather
+    3. Category matching: boots vs boots: same
+    4. Attribute matching: color=green vs blue: mismatch
+    5. Relevance judgment: Substitute
+    Label: Substitute
+
+The comparison steps (3 and 4) name what they compare, the query's value and the item's value,
+before their verdict (reasoning/verdicts.py reads it back).
 """
 from __future__ import annotations
 
@@ -75,9 +78,19 @@ def render_rationale(steps: dict[str, str], label: str) -> str:
     return "\n".join(lines + [f"Label: {label}"])
 
 
-def gold_rationale(ex: Example) -> str:
+def gold_rationale(ex: Example, withheld_ok: bool = False) -> str:
     """The SFT target: the annotated steps, silver steps where no human annotated one, and the label
-    as the judgment when unannotated."""
+    as the judgment when unannotated. A pair whose rationale the card withholds (`rationale_share`) is
+    refused, so no SFT target can leak it; only `withheld_ok` (the toy tokenizer's corpus, which trains no
+    weights) reads it."""
+    if not ex.rationale and not withheld_ok:
+        raise ValueError(f"{ex.id}: its gold rationale is withheld by the card's rationale_share; "
+                         "train on with_rationale(examples)")
     steps = {**ex.silver, **ex.steps}
     steps.setdefault("relevance_judgment", ex.label)
     return render_rationale(steps, ex.label)
+
+
+def with_rationale(examples: list[Example]) -> list[Example]:
+    """The pairs whose gold rationale may be an SFT target (the card's `rationale_share`)."""
+    return [ex for ex in examples if ex.rationale]
