@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", required=True)
     desc = dsub.add_parser("describe", help="print a data card: counts per split, label and slice")
     desc.add_argument("name")
+    desc.add_argument("overrides", nargs="*", help="card overrides, key=value (e.g. options.n_train=20000 rationale_share=0.1)")
     desc.add_argument("--data-dir")
     desc.add_argument("--json", action="store_true")
     dsub.add_parser("list", help="list benchmark cards")
@@ -148,13 +149,19 @@ def _print_summary(path: Path, metrics: dict) -> None:
 
 def cmd_data(args) -> int:
     from she_bench.data.cards import list_benchmarks, load_benchmark
-    from she_bench.data.describe import describe, format_card
+    from she_bench.data.describe import describe, format_card, format_ceilings
 
     if args.data_command == "list":
         print("\n".join(list_benchmarks()))
         return 0
-    card = describe(load_benchmark(args.name, args.data_dir))
-    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    from she_bench.config import parse_overrides
+    from she_bench.evaluation.ceilings import ceilings
+
+    bench = load_benchmark(args.name, args.data_dir, parse_overrides(args.overrides))
+    card = describe(bench)
+    card["ceilings"] = {split: ceilings(bench.splits["train"], exs, bench.labels, bench.card.slices)
+                        for split, exs in bench.splits.items() if split != "train" and exs}
+    print(json.dumps(card, indent=2) if args.json else format_card(card) + "\n" + format_ceilings(card["ceilings"]))
     return 0
 
 

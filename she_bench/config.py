@@ -41,6 +41,9 @@ class EvalConfig:
     accuracy (`metrics.json` "sampled"): RL can sharpen the sampling distribution without moving the greedy answer."""
     temperature: float | None = None
     """Sampling temperature for `eval.samples` (None: rl.temperature, the training temperature)."""
+    conditioning: bool = True
+    """Teacher-forced AUC of each verdict against the gold (evaluation/conditioning.py): does the policy's verdict
+    depend on the input? One forward pass per candidate verdict of each evaluated pair."""
     subset: int | None = None
     """Evaluate a fixed, query-stratified subset of at least this many pairs of the split (every query keeps
     the same share of its pairs, rounded up; the same subset for every run and seed). None: the whole split."""
@@ -261,8 +264,9 @@ class Config:
         # options added after runs existed leave a run's identity unchanged at their defaults
         if d["prompt"] == dataclasses.asdict(PromptConfig()):
             d.pop("prompt")
-        if d["eval"]["subset"] is None:
-            d["eval"].pop("subset")
+        for key, default in (("subset", None), ("conditioning", True)):
+            if d["eval"][key] == default:
+                d["eval"].pop(key)
         if not d["card"]:
             d.pop("card")
         for key in [k for k in d["rl"] if k.endswith("vllm") or k.startswith("vllm_")]:

@@ -92,11 +92,13 @@ def test_eval_writes_run_directory(finished, toyshop):
     assert metrics["split"] == "test" and metrics["n"] == LIMIT
     expected = compute_metrics(records, labels=toyshop.labels, good_labels=toyshop.card.good_labels,
                                slices=toyshop.card.slices, n_boot=50, seed=0)
-    assert set(metrics) == set(expected) | {"split"}
+    extra = {"split", "ceilings", "conditioning"}  # besides compute_metrics: the verdict ceilings and AUCs
+    assert set(metrics) == set(expected) | extra
     assert set(metrics["overall"]) == set(expected["overall"])
     assert set(metrics["slices"]) == set(expected["slices"]) and {"head", "tail"} <= set(metrics["slices"])
+    assert set(metrics["ceilings"]) == {"category_matching", "attribute_matching", "relevance_judgment"}
     # metrics.json is exactly what compute_metrics gives for the written predictions
-    assert {k: v for k, v in metrics.items() if k != "split"} == json.loads(json.dumps(expected))
+    assert {k: v for k, v in metrics.items() if k not in extra} == json.loads(json.dumps(expected))
 
     # an untrained model: honest (near) zero scores, every example kept, nothing crashes
     overall = metrics["overall"]

@@ -21,9 +21,17 @@ def pairs(text: str) -> dict[str, str]:
     return {} if text == "none" else dict(p.split("=", 1) for p in text.split("; "))
 
 
+def compared(text: str) -> tuple[str, str, str]:
+    """'green vs blue: mismatch' -> ('green', 'blue', 'mismatch')"""
+    values, verdict = text.rsplit(": ", 1)
+    query_value, item_value = values.split(" vs ")
+    return query_value, item_value, verdict
+
+
 def label_from_steps(intent: str, steps: dict[str, str]) -> str:
     """The label rules, written again from the step texts alone."""
-    rel, checks = steps["category_matching"], pairs(steps["attribute_matching"])
+    rel = compared(steps["category_matching"])[2]
+    checks = {k: compared(v)[2] for k, v in pairs(steps["attribute_matching"]).items()}
     if intent == "accessory":
         return {"complement": "Exact", "same": "Complement", "same group": "Irrelevant", "unrelated": "Irrelevant"}[rel]
     if rel == "same group":
@@ -109,9 +117,14 @@ def test_steps_and_labels_consistent(data):
         query = pairs(e.steps["query_understanding"])
         assert query["intent"] == e.query_type and {f"query_{k}": v for k, v in query.items()} == {
             k: v for k, v in e.facts.items() if k.startswith("query_")}
-        # one check per query constraint, in key order
+        # one check per query constraint, in key order, naming the query's value and the item's value
         constraints = [k for k in query if k not in ("intent", "category")]
-        assert list(pairs(e.steps["attribute_matching"])) == constraints
+        checks = pairs(e.steps["attribute_matching"])
+        assert list(checks) == constraints
+        for key, text in checks.items():
+            query_value, item_value, _ = compared(text)
+            assert query_value == query[key] and item_value == item["material" if key == "exclude" else key]
+        assert compared(e.steps["category_matching"])[:2] == (query["category"], item["category"])
 
 
 def test_relations_never_overlap():

@@ -21,6 +21,11 @@ def describe(bench: Benchmark) -> dict:
             "query_types_by_query": dict(sorted(Counter({ex.query_id: ex.query_type for ex in exs}.values()).items())),
             "slices": dict(sorted(Counter(s for ex in exs for s in ex.slices).items())),
         }
+        if name == "train":
+            by_slice = Counter(s for ex in exs if ex.rationale for s in ex.slices)
+            out["splits"][name]["rationales"] = {
+                "pairs": sum(ex.rationale for ex in exs), "share": bench.card.rationale_share,
+                "from_slices": bench.card.rationale_slices, "by_slice": dict(sorted(by_slice.items()))}
         if bench.card.silver_steps and exs:  # share of pairs whose silver step says something
             out["splits"][name]["silver_coverage"] = {
                 step: round(sum(informative(step, ex.silver.get(step, "")) for ex in exs) / len(exs), 4)
@@ -41,6 +46,17 @@ def describe(bench: Benchmark) -> dict:
     return out
 
 
+def format_ceilings(ceilings: dict) -> str:
+    """The verdict ceilings of each evaluated split (evaluation/ceilings.py) as lines of a data card."""
+    lines = ["", "## verdict ceilings (fitted on train; a policy at its ceiling may be guessing)"]
+    for split, steps in ceilings.items():
+        for step, c in steps.items():
+            sl = ", ".join(f"{k} {v['ceiling']:.3f}" for k, v in c["slices"].items() if v["ceiling"] is not None)
+            lines.append(f"  {split:5s} {step:20s} {c['predictor']:16s} {c['ceiling']:.3f} over {c['n']:,} pairs "
+                         f"(fitted {c['fitted']:.3f}, constant '{c['constant_verdict']}' {c['constant']:.3f}){'; ' + sl if sl else ''}")
+    return "\n".join(lines)
+
+
 def _item_key(ex) -> str:
     return ex.item.get("title") or repr(sorted(ex.item.items()))
 
@@ -54,6 +70,11 @@ def format_card(card: dict) -> str:
         lines.append("  labels:      " + ", ".join(f"{k} {v:,}" for k, v in s["labels"].items()))
         lines.append("  query types: " + ", ".join(f"{k} {v:,}" for k, v in s["query_types_by_query"].items()) + " (queries)")
         lines.append("  slices:      " + ", ".join(f"{k} {v:,}" for k, v in s["slices"].items()) + " (pairs)")
+        if "rationales" in s:
+            r = s["rationales"]
+            lines.append(f"  rationales:  {r['pairs']:,} of {s['pairs']:,} pairs may be SFT targets (rationale_share "
+                         f"{r['share']:g}" + (f", from slices {', '.join(r['from_slices'])}" if r["from_slices"] else "")
+                         + "): " + ", ".join(f"{k} {v:,}" for k, v in r["by_slice"].items()))
         if "silver_coverage" in s:
             lines.append("  silver:      " + ", ".join(f"{k} {v:.1%}" for k, v in s["silver_coverage"].items())
                          + " of pairs informative")

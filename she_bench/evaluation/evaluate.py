@@ -14,6 +14,8 @@ from pathlib import Path
 
 from she_bench.data.cards import Benchmark
 from she_bench.engines import build_engine
+from she_bench.evaluation.ceilings import ceilings
+from she_bench.evaluation.conditioning import verdict_auc
 from she_bench.evaluation.metrics import compute_metrics
 from she_bench.reasoning.template import render_prompt, with_rationale
 from she_bench.rewards.verifier import score_output
@@ -92,7 +94,28 @@ def split_metrics(records: list[dict], benchmark: Benchmark, cfg) -> dict:
     metrics = compute_metrics(records, labels=benchmark.labels, good_labels=benchmark.card.good_labels,
                               slices=benchmark.card.slices, n_boot=cfg.eval.bootstrap, seed=cfg.seed)
     metrics["split"] = cfg.eval.split
+    evaluated = {r["id"] for r in records}
+    metrics["ceilings"] = split_ceilings(benchmark, cfg.eval.split, [ex for ex in eval_examples(benchmark, cfg)
+                                                                     if ex.id in evaluated])
     return metrics
+
+
+def split_ceilings(benchmark: Benchmark, split: str, examples: list) -> dict:
+    """The verdict ceilings on the evaluated examples (evaluation/ceilings.py), cached by data and examples:
+    they depend on nothing a run trains."""
+    from she_bench.models import cache_dir
+    from she_bench.runs import write_json
+
+    key = hashlib.sha256(json.dumps([benchmark.data_hash(), split, [ex.id for ex in examples]]).encode()).hexdigest()[:16]
+    path = cache_dir() / "ceilings" / f"{benchmark.name}-{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    out = ceilings(benchmark.splits["train"], examples, benchmark.labels, benchmark.card.slices)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, out)
+    return out
 
 
 def evaluate_labels(run: Run, benchmark: Benchmark, predicted: dict[str, str]) -> dict:
@@ -104,6 +127,19 @@ def evaluate_labels(run: Run, benchmark: Benchmark, predicted: dict[str, str]) -
                for ex in examples]
     (run.path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return split_metrics(records, benchmark, run.cfg)
+
+
+def conditioning(engine, model_path: Path, benchmark: Benchmark, examples: list, cfg) -> dict:
+    """The teacher-forced verdict AUCs (evaluation/conditioning.py), with the engine's model where it has one."""
+    from she_bench.models import load_model, load_tokenizer
+
+    model = getattr(engine, "model", None) or load_model(model_path).eval()
+    tokenizer = getattr(engine, "tokenizer", None) or load_tokenizer(model_path)
+    try:
+        return verdict_auc(model, tokenizer, examples, benchmark.splits["train"], benchmark.labels, cfg.prompt,
+                           benchmark.card.slices, batch_size=cfg.eval.batch_size)
+    finally:
+        tokenizer.padding_side = "left"
 
 
 def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, progress: bool = True) -> dict:
@@ -131,6 +167,8 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
                 run.log(rec, "predictions.jsonl")
     by_id = {r["id"]: r for r in records}
     metrics = split_metrics([by_id[ex.id] for ex in examples], benchmark, cfg)
+    if cfg.eval.conditioning and cfg.prompt.style == "steps":
+        metrics["conditioning"] = conditioning(engine, model_path, benchmark, examples, cfg)
     if cfg.eval.samples > 0:
         engine = engine or build_engine(cfg.engine, model_path)
         metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress)

@@ -6,6 +6,7 @@ Each record is one evaluated example::
     {"id", "query_id", "slices": [...], "gold": label, "pred": label | None,
      "format_valid": bool, "judgment": label | None,
      "step_verdicts": {step: True | False | None},      # None = step not checked
+     "verdict_correct": {step: True | False | None},    # the step's verdict alone (reasoning/verdicts.py)
      "grm_verdicts": {step: True | False | None},       # optional
      "entropy": float | None}
 
@@ -28,6 +29,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
 from she_bench.data.schema import STEPS, DataError
+from she_bench.reasoning.verdicts import VERDICT_STEPS
 
 LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
 _REQUIRED = ("id", "query_id", "gold", "pred", "format_valid")
@@ -173,6 +175,7 @@ def _subset_metrics(records: Sequence[dict], enc: _Encoded, idx: np.ndarray,
         "parse_failures": sum(r["pred"] is None for r in recs),
         "step_accuracy": _step_accuracy(recs, "step_verdicts", steps),
         "step_accuracy_grm": _step_accuracy(recs, "grm_verdicts", steps),
+        "verdict_accuracy": _step_accuracy(recs, "verdict_correct", VERDICT_STEPS),
         **_chain_metrics(recs, steps),
         "judgment_consistency": _r(np.mean([j == p for j, p in pairs])) if pairs else None,
         "judgment_missing": sum(r.get("judgment") is None for r in recs),

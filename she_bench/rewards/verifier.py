@@ -12,6 +12,7 @@ import re
 
 from she_bench.data.schema import STEPS, Example
 from she_bench.reasoning.parser import Parsed, normalize_label, parse
+from she_bench.reasoning.verdicts import VERDICT_STEPS, verdict_correct
 
 FORMAT_MODES = ("gate", "penalty", "off")
 
@@ -93,9 +94,11 @@ def score_output(ex: Example, text: str, labels: list[str], steps_required: bool
     prompt), an output is format-valid when its label parses, and no step is verified: none was asked for,
     so step metrics are n/a rather than 'wrong'."""
     parsed, verdicts = check(ex, text, labels)
+    decided = {s: verdict_correct(s, ex.steps.get(s), parsed.steps.get(s), labels) for s in VERDICT_STEPS}
     return {
         "pred": parsed.label, "status": parsed.status,
         "format_valid": parsed.valid if steps_required else parsed.label is not None,
         "well_formed": well_formed(parsed), "judgment": parsed.judgment, "steps": parsed.steps,
         "step_verdicts": verdicts if steps_required else {},
+        "verdict_correct": decided if steps_required else {},
     }
