@@ -7,7 +7,12 @@
     seeds: [0, 1, 2]
     overrides: {train.max_steps: 60}      # applied to every run (dotted keys)
     grid: {train.lr: [5.0e-5, 2.0e-4]}   # optional: one run per combination, named <recipe>_lr=5e-05...
+    cells:                                # optional: settings that go together, one run each (x the grid)
+      - {card.rationale_share: 0.1, warm_start.epochs: 20}
+      - {card.rationale_share: 0.2, warm_start.epochs: 10}
     output_dir: runs
+
+Keys are dotted config keys; card options sweep the same way (`card.options.n_train`, `card.rationale_share`).
 
 Finished runs are skipped, unfinished ones resume (each run is `she-bench run` in its own
 process, so `--emit` hands the same command lines to any external scheduler).
@@ -30,7 +35,8 @@ from she_bench.config import ConfigError, make_config, nest
 from she_bench.data.cards import Card, find_card
 from she_bench.runs import Run
 
-SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "output_dir", "report"}
+SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "cells", "output_dir",
+              "report"}
 """`report` (baseline, primary comparisons) is read by `she-bench report --suite`, not by ablate."""
 
 
@@ -71,7 +77,11 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
     grid = suite.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{path}: field 'grid' must map dotted keys to non-empty lists of values")
-    cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    together = suite.get("cells") or [{}]
+    if not isinstance(together, list) or not all(isinstance(c, dict) and c for c in together):
+        raise ConfigError(f"{path}: field 'cells' must list non-empty mappings of dotted keys to values")
+    cells = [{**dict(zip(grid, values)), **{str(k): v for k, v in extra.items()}}
+             for values in itertools.product(*grid.values()) for extra in together]
     out = output_dir or suite.get("output_dir", "runs")
     jobs, seen = [], set()
     for benchmark in suite.get("benchmarks", ["toyshop"]):

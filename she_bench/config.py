@@ -182,7 +182,9 @@ class RewardConfig:
     """lambda: weight of the step advantage added to the outcome advantage (0 reproduces GRPO)."""
     step_min_std: float = 0.1
     """A step whose rewards spread less than this (std within the group) carries no signal: near-identical
-    GRM scores are not blown up into unit-size advantages."""
+    continuous GRM scores are not blown up into unit-size advantages. It cannot act on 0/1 rewards (the
+    verifier, the oracle GRM): the smallest non-zero std of G binary values is that of one odd value out,
+    0.354 for G = 8, above any useful threshold."""
     critical_weight: float = 2.0
     """w_crit: weight of critical steps (first wrong step of a wrong rollout, a right step where most erred)."""
     scalar: bool = False

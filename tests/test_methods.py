@@ -26,7 +26,7 @@ def run_dir(out: Path, method: str) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["warm-start", "sft", "sft-matched", "dpo", "grpo", "srpo"])
+@pytest.mark.parametrize("method", ["warm-start", "sft", "sft-matched", "dpo", "grpo", "srpo", "srpo-exact"])
 def test_method_runs_end_to_end(tmp_path, method):
     assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0
     path = run_dir(tmp_path, method)
@@ -53,8 +53,15 @@ def test_method_runs_end_to_end(tmp_path, method):
     if method in ("grpo", "srpo"):
         assert all(k in main_steps[0] for k in ("reward_mean", "reward_std", "zero_std_groups", "entropy", "kl",
                                                 "clip_ratio", "completion_length", "parse_failure_rate"))
+    if method in ("srpo", "srpo-exact"):  # per step: reward, share of groups with spread, size of the step term
+        for key in ("step_reward/", "step_spread/", "step_term_abs/"):
+            assert any(k.startswith(key) for k in main_steps[0]), key
+        assert "outcome_advantage_abs" in main_steps[0]
+    if method == "srpo-exact":  # the verifier scores every annotated step but the judgment
+        assert {k.split("/")[1] for k in main_steps[0] if k.startswith("step_spread/")} == {
+            "query_understanding", "item_understanding", "category_matching", "attribute_matching"}
+        assert "grm_agreement" not in metrics
     if method == "srpo":
-        assert any(k.startswith("step_reward/") for k in main_steps[0])
         grm = metrics["grm_agreement"]
         # (a tiny warm start writes few parsable steps, so n may be small; the numbers are checked in test_rewards)
         assert grm["grm"] == "oracle (error 0.1)" and grm["overall"]["n"] >= 0

@@ -3,7 +3,8 @@
 For each evaluated pair and each verdict step with a gold verdict (reasoning/verdicts.py), the model
 reads the gold prefix: the prompt, the gold steps before it, and the gold step up to its verdict
 ('3. Category matching: boots vs sandals:'). Each candidate verdict is scored by its sequence
-log-probability after that prefix, one forward pass per candidate; the candidates' probabilities
+log-probability after that prefix, the line's end included (so 'same' is not scored as the start of
+'same group'), one forward pass per candidate; the candidates' probabilities
 (softmax over their log-probabilities) are compared with the gold by AUC, one-vs-rest per verdict value
 and macro-averaged where a step has more than two candidates.
 
@@ -121,7 +122,7 @@ def verdict_auc(model, tokenizer, examples, train, labels: list[str], prompt_cfg
                 skipped += 1
                 continue
             items.append((ex, gold, cands, (cut.key, ex.query_type)))
-            jobs += [(prefix, " " + c) for c in cands]
+            jobs += [(prefix, f" {c}\n") for c in cands]  # with the line's end: a whole verdict, not a prefix of one
         if not items:
             continue
         scores = iter(sequence_logprobs(model, tokenizer, [p for p, _ in jobs], [c for _, c in jobs], batch_size, device))

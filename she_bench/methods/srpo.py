@@ -74,12 +74,33 @@ class SRPOTrainer(SheGRPOTrainer):
         ids = [row[mask.bool()].tolist() for row, mask in zip(completion_ids, out["completion_mask"])]
         token_steps = token_step_index(self.processing_class, ids, [p.step_spans for p in self.outcome.last_parsed],
                                        STEPS, completion_ids.shape[1])
-        for k, step in enumerate(STEPS):
-            col = local[:, k]
-            if (~torch.isnan(col)).any():
-                self._log(f"step_reward/{step}", float(torch.nanmean(col)))
+        self._log_step_signal(everyone, per_step, per_seq, out["advantages"])
         return token_advantages(out["advantages"], per_step[sl], per_seq[sl], token_steps.to(device),
                                 clip=self.ctx.cfg.rl.advantage_clip)
+
+
+    def _log_step_signal(self, rewards: torch.Tensor, per_step: torch.Tensor, per_seq: torch.Tensor,
+                         outcome: torch.Tensor) -> None:
+        """Per step, over the whole batch: its mean reward, the share of groups whose rewards for it spread
+        (the only groups where it can give credit), and the mean |step term| of the rollouts it scored, beside
+        the mean |outcome advantage| (clamped as in the loss)."""
+        g = self.num_generations
+        clip = self.ctx.cfg.rl.advantage_clip
+        adv = outcome.clamp(-clip, clip) if clip is not None else outcome
+        self._log("outcome_advantage_abs", float(adv.abs().mean()))
+        if self.ctx.cfg.reward.scalar:
+            self._log("step_term_abs/sequence", float(per_seq.abs().mean()))
+        for k, step in enumerate(STEPS):
+            col = rewards[:, k]
+            scored = ~torch.isnan(col)
+            if not scored.any():
+                continue
+            groups = col.view(-1, g)
+            spread = [bool(x[~torch.isnan(x)].numel() >= 2 and x[~torch.isnan(x)].std() > 0) for x in groups]
+            self._log(f"step_reward/{step}", float(torch.nanmean(col)))
+            self._log(f"step_spread/{step}", sum(spread) / len(spread))
+            if not self.ctx.cfg.reward.scalar:
+                self._log(f"step_term_abs/{step}", float(per_step[:, k][scored].abs().mean()))
 
 
 def build_grm(ctx: Context, init: Path, seed_offset: int = 0):

@@ -19,6 +19,7 @@ from she_bench.config import RewardConfig
 from she_bench.data.schema import STEPS
 from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import _Encoded
+from she_bench.reasoning.verdicts import VERDICT_STEPS
 from she_bench.report.collect import RunData
 from she_bench.report.stats import crossed, holm, mdd, seeds_to_detect
 from she_bench.runs import SHARED_STAGES, run_budget
@@ -143,6 +144,13 @@ def step_rows(groups: dict, keys: list) -> list[dict]:
             "step_accuracy": {s: stat([(m.get("step_accuracy") or {}).get(s) for m in overall]) for s in STEPS},
             "step_accuracy_grm": {s: stat([(m.get("step_accuracy_grm") or {}).get(s) for m in overall])
                                   for s in STEPS},
+            "verdict_accuracy": {s: stat([(m.get("verdict_accuracy") or {}).get(s) for m in overall])
+                                 for s in VERDICT_STEPS},
+            "ceiling": {s: stat([((r.metrics.get("ceilings") or {}).get(s) or {}).get("ceiling") for r in runs])
+                        for s in VERDICT_STEPS},
+            "auc": {s: stat([((r.metrics.get("conditioning") or {}).get(s) or {}).get("auc") for r in runs])
+                    for s in VERDICT_STEPS},
+            "label_accuracy": stat([m["accuracy"]["value"] for m in overall]),
             "chain_accuracy": stat([m.get("chain_accuracy") for m in overall]),
             "judgment_consistency": stat([m.get("judgment_consistency") for m in overall]),
             "first_wrong_step": {k: stat([s[k] for s in shares]) for k in (*STEPS, "none")},

@@ -12,7 +12,7 @@ from she_bench.report.collect import RunData, collect, group
 from she_bench.report.html import page
 from she_bench.report.plots import PLOTS, write_plots
 
-TABLE_FILES = ("summary", "comparisons", "power", "legend", "slices", "steps", "grm", "entropy")
+TABLE_FILES = ("summary", "comparisons", "power", "legend", "slices", "steps", "verdicts", "grm", "entropy")
 """Each is written as <name>.md, <name>.csv and <name>.tex."""
 
 
@@ -73,6 +73,7 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
         "legend": tb.legend_table(legend),
         "slices": tb.slices_table(slices),
         "steps": tb.steps_table(steps),
+        "verdicts": tb.verdicts_table(steps),
         "grm": tb.grm_table(grm),
         "entropy": tb.entropy_table(entropy),
     }
@@ -102,6 +103,7 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
         ("Legend", [tables["legend"]]),
         ("Slices", [tables["slices"]]),
         ("Reasoning steps", [tables["steps"], "step_accuracy.png", "first_wrong_step.png"]),
+        ("Verdicts and shortcut ceilings", [tables["verdicts"], "verdicts.png"]),
         ("GRM quality", [tables["grm"]]),
         ("Entropy and reward", [tables["entropy"], "entropy_curves.png", "reward_curves.png"]),
         ("Provenance", [prov_table, skipped_table]),

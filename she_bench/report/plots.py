@@ -21,7 +21,10 @@ PLOTS = {
     "reward_curves.png": "Mean reward per training step (method stages only), mean over seeds.",
     "head_tail.png": "Accuracy on the head and tail slices, mean over seeds with 95% intervals "
                      "over seeds and queries, as in the summary (one seed: over queries alone).",
-    "step_accuracy.png": "Per-step accuracy against the offline verifier, mean over seeds.",
+    "step_accuracy.png": "Per-step accuracy against the offline verifier, mean over seeds; black dashes: the shortcut "
+                         "ceiling of the step's verdict (a blind predictor's verdict accuracy).",
+    "verdicts.png": "Verdict accuracy of category matching, attribute matching and the label, mean over seeds; black "
+                    "dashes: the shortcut ceiling (a predictor blind to what the step compares).",
     "first_wrong_step.png": "Where the first wrong step falls: share of checked chains, mean over seeds.",
 }
 _RC = {"svg.hashsalt": "she-bench", "font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
@@ -131,9 +134,51 @@ def step_plot(path: Path, steps: list[dict], colors: dict, first_wrong: bool) ->
             ax.set_title(bench, loc="left")
             continue
         _grouped_bars(ax, [STEP_ABBR.get(c, c) for c in cats], series, colors)
+        if not first_wrong:
+            _ceiling_marks(ax, list(range(len(cats))), _bench_ceilings(rows, cats))
         ax.set_title(bench, loc="left")
         ax.set_ylabel("share of checked chains" if first_wrong else "step accuracy")
         ax.set_xlabel("first wrong step" if first_wrong else "reasoning step")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _save(fig, path)
+
+
+def _ceiling_marks(ax, positions: list[float], ceilings: list[float | None]) -> None:
+    """A black dashed line over each group whose verdict has a ceiling (one legend entry)."""
+    labelled = False
+    for x, c in zip(positions, ceilings):
+        if c is not None:
+            ax.hlines(c, x - 0.45, x + 0.45, colors="black", linestyles="dashed", linewidth=1.2,
+                      label=None if labelled else "shortcut ceiling")
+            labelled = True
+
+
+def _bench_ceilings(rows: list[dict], steps) -> list[float | None]:
+    """The ceiling of each step (the same for every variant of a benchmark's split: the first that has one)."""
+    out = []
+    for s in steps:
+        found = [r["ceiling"][s]["mean"] for r in rows if s in r.get("ceiling", {}) and r["ceiling"][s]["mean"] is not None]
+        out.append(found[0] if found else None)
+    return out
+
+
+def verdict_plot(path: Path, steps: list[dict], colors: dict) -> None:
+    from she_bench.reasoning.verdicts import VERDICT_STEPS
+    from she_bench.report.tables import VERDICT_TITLES
+
+    benches = sorted({r["benchmark"] for r in steps})
+    fig, axes = _figure(max(1, len(benches)))
+    for ax, bench in zip(axes, benches or [""]):
+        rows = [r for r in steps if r["benchmark"] == bench]
+        ax.set_title(bench or "no runs", loc="left")
+        acc = lambda r, s: (r["label_accuracy"] if s == "relevance_judgment" else r["verdict_accuracy"][s])["mean"]  # noqa: E731
+        series = [(r["variant"], [acc(r, s) for s in VERDICT_STEPS], None) for r in rows]
+        if not rows or all(v is None for _, h, _ in series for v in h):
+            _empty(ax, "no verdicts")
+            continue
+        _grouped_bars(ax, [VERDICT_TITLES[s] for s in VERDICT_STEPS], series, colors)
+        _ceiling_marks(ax, list(range(len(VERDICT_STEPS))), _bench_ceilings(rows, VERDICT_STEPS))
+        ax.set_ylabel("verdict accuracy")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     _save(fig, path)
 
@@ -150,4 +195,5 @@ def write_plots(out_dir: Path, groups: dict, keys: list, summary: list[dict], st
         head_tail_plot(out_dir / "head_tail.png", summary, colors)
         step_plot(out_dir / "step_accuracy.png", steps, colors, first_wrong=False)
         step_plot(out_dir / "first_wrong_step.png", steps, colors, first_wrong=True)
+        verdict_plot(out_dir / "verdicts.png", steps, colors)
     return list(PLOTS)

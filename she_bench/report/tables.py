@@ -24,6 +24,7 @@ NA = "n/a"
 _NUMERIC = re.compile(r"^(n/a|[0-9][0-9.,/ -]*)$")
 METRIC_TITLES = {"accuracy": "Accuracy", "macro_f1": "Macro-F1", "good_f1": "Good-F1"}
 STEP_LEGEND = ", ".join(f"{a} = {s.replace('_', ' ')}" for s, a in STEP_ABBR.items())
+VERDICT_TITLES = {"category_matching": "CM", "attribute_matching": "AM", "relevance_judgment": "Label"}
 
 
 def fnum(x, digits: int = 3, signed: bool = False) -> str:
@@ -384,19 +385,49 @@ def slices_table(rows: list[dict]) -> Table:
 
 def steps_table(rows: list[dict]) -> Table:
     cols = [_BENCH, _VARIANT, ("n_seeds", "n seeds")]
-    cols += [(f"step_{s}", STEP_ABBR[s]) for s in STEPS]
+    for s in STEPS:
+        cols += [(f"step_{s}", STEP_ABBR[s])] + ([(f"ceiling_{s}", f"{STEP_ABBR[s]} verdict ceiling")]
+                                                 if s in VERDICT_TITLES else [])
     cols += [("chain_accuracy", "Chain"), ("judgment_consistency", "Consistency")]
     cols += [(f"first_wrong_{s}", f"1st wrong {STEP_ABBR[s]}") for s in STEPS] + [("first_wrong_none", "None wrong")]
     table = Table("steps", "Reasoning steps", (
         f"Per-step accuracy against the offline verifier (annotated steps only; {STEP_LEGEND}), whole-chain "
         "accuracy (every checked step right), judgment consistency (label named in the judgment step equals the "
-        "final label): mean ± std over seeds. First wrong step: share of checked chains whose first wrong step is "
-        "that step (None wrong: every checked step right), mean over seeds."), cols)
+        "final label): mean ± std over seeds. Verdict ceiling: the accuracy with which a predictor blind to what "
+        "the step compares guesses its verdict (see the verdicts table; a step is right only if its verdict is). "
+        "First wrong step: share of checked chains whose first wrong step is that step (None wrong: every checked "
+        "step right), mean over seeds."), cols)
     for r in rows:
         cells = [r["benchmark"], r["variant"], str(r["n_seeds"])]
-        cells += [Stat(r["step_accuracy"][s], ci=False) for s in STEPS]
+        for s in STEPS:
+            cells += [Stat(r["step_accuracy"][s], ci=False)] + ([Num(r["ceiling"][s]["mean"])] if s in VERDICT_TITLES
+                                                              else [])
         cells += [Stat(r["chain_accuracy"], ci=False), Stat(r["judgment_consistency"], ci=False)]
         cells += [Num(r["first_wrong_step"][k]["mean"]) for k in (*STEPS, "none")]
+        table.rows.append(cells)
+    return table
+
+
+def verdicts_table(rows: list[dict]) -> Table:
+    cols = [_BENCH, _VARIANT, ("n_seeds", "n seeds")]
+    for s, a in VERDICT_TITLES.items():
+        cols += [(f"{s}_verdict", f"{a} {'accuracy' if s == 'relevance_judgment' else 'verdict'}"),
+                 (f"{s}_ceiling", f"{a} ceiling"), (f"{s}_margin", f"{a} − ceiling"), (f"{s}_auc", f"{a} AUC")]
+    table = Table("verdicts", "Verdicts against their shortcut ceilings", (
+        "What each comparison step decides, apart from the values it copies: the verdict accuracy of category "
+        "matching (the relation, every pair), attribute matching (constrained pairs) and the label, mean ± std over "
+        "seeds. Ceiling: the verdict accuracy of a predictor that cannot do the step (fitted on train: CM from the "
+        "query text alone, AM and the label from the query text and the item's category; the better of a logistic "
+        "regression and the constant guess). A row at its ceiling may be guessing. AUC: teacher-forced on the gold "
+        "prefix, each candidate verdict's log-probability against the gold (one-vs-rest, within groups of one query "
+        "type and compared key): 0.5 = the verdict ignores the input, 1.0 = it always favours the gold."), cols)
+    for r in rows:
+        cells = [r["benchmark"], r["variant"], str(r["n_seeds"])]
+        for s in VERDICT_TITLES:
+            acc = r["label_accuracy"] if s == "relevance_judgment" else r["verdict_accuracy"][s]
+            ceiling = r["ceiling"][s]["mean"]
+            margin = None if acc["mean"] is None or ceiling is None else acc["mean"] - ceiling
+            cells += [Stat(acc, ci=False), Num(ceiling), Num(margin, signed=True), Stat(r["auc"][s], ci=False)]
         table.rows.append(cells)
     return table
 

@@ -1,0 +1,28 @@
+"""reports/calibration.md is written in named sections, so each calibration script rewrites its own and
+leaves the others as they are.
+
+    <!-- section: testbed-pool -->
+    ...
+    <!-- end: testbed-pool -->
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPORT = Path(__file__).resolve().parents[2] / "reports" / "calibration.md"
+TITLE = "# Calibration records (dev split)\n"
+
+
+def write_section(name: str, text: str, path: Path = REPORT) -> None:
+    """Replace section `name` of `path` with `text` (appended at the end when new); the rest is kept."""
+    if not re.fullmatch(r"[a-z0-9-]+", name):
+        raise ValueError(f"section names are lowercase words joined by '-', got {name!r}")
+    block = f"<!-- section: {name} -->\n{text.rstrip()}\n<!-- end: {name} -->\n"
+    old = path.read_text() if path.exists() else TITLE
+    pattern = re.compile(rf"<!-- section: {name} -->\n.*?<!-- end: {name} -->\n", re.S)
+    new = pattern.sub(lambda _: block, old, count=1) if pattern.search(old) else old.rstrip() + "\n\n" + block
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
