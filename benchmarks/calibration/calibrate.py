@@ -1,8 +1,9 @@
-"""Calibrate the toyshop training regime on dev: stage A (warm start), stage B (RL), the decision
-rules of README.md beside this file, and reports/calibration.md.
+"""Calibrate the toyshop RL regime on dev (stage B) from the default warm start (the testbed's choice,
+benchmarks/calibration/testbed.py), by the rule of README.md beside this file; writes the `rl` section of
+reports/calibration.md, and the check of the defaults on test when those runs exist.
 
     python benchmarks/calibration/calibrate.py --workers 2
-    python benchmarks/calibration/calibrate.py --report-only     # rewrite the report from the runs
+    python benchmarks/calibration/calibrate.py --report-only     # rewrite the section from the runs
 
 Resumable: every run is a she-bench run directory keyed by its config hash, skipped when done.
 """
@@ -20,12 +21,12 @@ from pathlib import Path
 
 import yaml
 
+from sections import write_section
 from she_bench.ablate import load_suite, run_jobs
 from she_bench.runs import read_jsonl
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-REPORT = ROOT / "reports" / "calibration.md"
 CHECKPOINT_STEPS = (50, 100)
 """Intermediate checkpoints of each stage-B run that are evaluated like its final model."""
 RL_BUDGET_STEPS = 120
@@ -44,7 +45,8 @@ def figures(metrics: dict) -> dict:
         "acc_head": sl["head"]["accuracy"]["value"], "acc_tail": sl["tail"]["accuracy"]["value"],
         "f1_head": sl["head"]["macro_f1"]["value"], "f1_tail": sl["tail"]["macro_f1"]["value"],
         "format_valid": o["format_valid_rate"], "qu": o["step_accuracy"][QU], "iu": o["step_accuracy"][IU],
-        "cm": o["step_accuracy"]["category_matching"], "am": o["step_accuracy"]["attribute_matching"],
+        "cm": (o.get("verdict_accuracy") or {}).get("category_matching"),
+        "am": (o.get("verdict_accuracy") or {}).get("attribute_matching"),
         "sampled_acc": sampled.get("accuracy"),
     }
 
@@ -68,72 +70,14 @@ def read(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-# ---------------------------------------------------------------- stage A
-
-def _cell_a(job) -> tuple[str, float]:
-    return job.model, float(job.overrides["warm_start.epochs"])
-
-
-COST_RATIO = {"toy-1m": 1.0, "toy-5m": 4.4}
-"""Warm-start seconds per epoch relative to toy-1m, measured in this sweep: toy-5m took 4.44 s per step
-over its first 158 steps against toy-1m's 0.95 (both 3 runs on the 2 cores); toy-5m has 4.6x the parameters."""
-
-
-def stage_a(workers: int, run: bool) -> tuple[list[dict], dict]:
-    """Cells that cannot be chosen are not run: every cell of the first (smallest) model runs; a cell of
-    another model runs only if its estimated cost (the first model's seconds per epoch x its epochs x
-    COST_RATIO) is below the cheapest qualifying cell's measured cost."""
-    jobs = load_suite(HERE / "stage_a.yaml")
-    first_model = jobs[0].model
-    phase1 = [j for j in jobs if j.model == first_model]
-    if run and run_jobs(phase1, workers):
-        sys.exit("stage A: some runs failed (see their ablate.log)")
-    rows, _ = _stage_a_rows(phase1)
-    qualifying = [r["seconds"] for r in rows if r["qualifies"]]
-    bar = min(qualifying) if qualifying else float("inf")
-    per_epoch = statistics.fmean(r["seconds"] / r["epochs"] for r in rows)
-    estimate = [(j, per_epoch * _cell_a(j)[1] * COST_RATIO.get(j.model, float("inf"))) for j in jobs if j not in phase1]
-    phase2 = [j for j, cost in estimate if cost < bar]
-    if run and phase2 and run_jobs(phase2, workers):
-        sys.exit("stage A: some runs failed (see their ablate.log)")
-    rows, chosen = _stage_a_rows(phase1 + phase2)
-    pruned = {_cell_a(job): cost for job, cost in estimate if job not in phase2}
-    rows += [{"model": m, "epochs": e, "skipped": True, "estimate": cost} for (m, e), cost in pruned.items()]
-    rows.sort(key=lambda r: (r["model"], r["epochs"]))
-    return rows, chosen
-
-
-def _stage_a_rows(jobs) -> tuple[list[dict], dict | None]:
-    cells: dict[tuple, list] = {}
-    for job in jobs:
-        if not job.run.is_done():
-            continue
-        m = job.run.manifest()
-        epochs = float(job.overrides["warm_start.epochs"])
-        cells.setdefault((job.model, epochs), []).append(
-            {"seed": job.seed, **figures(read(job.run.path / "metrics.json")),
-             "seconds": m.get("warm_start_seconds"), "path": job.run.path})
-    rows = []
-    for (model, epochs), runs in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        row = {"model": model, "epochs": epochs, "seeds": len(runs), "runs": runs,
-               **{k: _mean([r[k] for r in runs]) for k in runs[0] if k not in ("seed", "path")}}
-        row["qualifies"] = (row["qu"] >= 0.9 and row["iu"] >= 0.9 and min(r["qu"] for r in runs) >= 0.8
-                            and min(r["iu"] for r in runs) >= 0.8 and row["acc_tail"] <= 0.9)
-        rows.append(row)
-    qualifying = [r for r in rows if r["qualifies"]]
-    chosen = min(qualifying, key=lambda r: r["seconds"]) if qualifying else max(rows, key=lambda r: r["iu"], default=None)
-    if chosen is not None:
-        chosen["chosen"] = True
-    return rows, chosen
-
-
 # ---------------------------------------------------------------- stage B
 
-def stage_b_suite(chosen: dict) -> Path:
+def reference_suite() -> Path:
+    """The warm start every stage-B cell is paired with: the default one, evaluated on dev like the cells."""
     suite = yaml.safe_load((HERE / "stage_b.yaml").read_text())
-    suite["models"] = [chosen["model"]]
-    suite["overrides"]["warm_start.epochs"] = chosen["epochs"]
-    path = ROOT / suite["output_dir"] / "stage_b.resolved.yaml"
+    suite.update(name="calibration-b-warm-start", recipes=["warm-start"])
+    suite.pop("grid")
+    path = ROOT / suite["output_dir"] / "stage_b_warm_start.resolved.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(suite, sort_keys=False))
     return path
@@ -143,8 +87,11 @@ def eval_checkpoint(job, step: int, threads: int = 1) -> Path:
     """A dev evaluation of one intermediate checkpoint of a stage-B run (its own run directory)."""
     checkpoint = job.run.path / "checkpoints" / f"checkpoint-{step}"
     out = ROOT / job.output_dir / "checkpoint-evals"
+    cfg = job.run.cfg
     cmd = [sys.executable, "-m", "she_bench.cli", "eval", "--model", str(checkpoint), "--seed", str(job.seed),
-           "--split", "dev", "--output-dir", str(out), f"name={job.run.path.name}-step{step}", "eval.samples=4"]
+           "--split", "dev", "--output-dir", str(out), f"name={job.run.path.name}-step{step}",
+           f"eval.samples={cfg.eval.samples}", f"eval.conditioning={str(cfg.eval.conditioning).lower()}",
+           f"card={json.dumps(cfg.card)}"]
     # one torch thread per parallel evaluation: more threads than cores slows every one of them several-fold
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if done.returncode:
@@ -153,16 +100,21 @@ def eval_checkpoint(job, step: int, threads: int = 1) -> Path:
     return Path(run_line.split(": ", 1)[1])
 
 
-def stage_b(chosen: dict, workers: int, run: bool) -> list[dict]:
-    jobs = load_suite(stage_b_suite(chosen))
+def stage_b(workers: int, run: bool) -> tuple[dict, list[dict]]:
+    """(the warm start's figures, with its runs per seed; a row per (method, rate, steps))."""
+    reference = load_suite(reference_suite())
+    jobs = load_suite(HERE / "stage_b.yaml")
     if run:
-        if run_jobs(jobs, workers):
+        if run_jobs(reference + jobs, workers):
             sys.exit("stage B: some runs failed (see their ablate.log)")
         todo = [(j, s) for j in jobs for s in CHECKPOINT_STEPS]
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda js: eval_checkpoint(*js, threads=threads), todo))
-    warm = {r["seed"]: r for r in chosen["runs"]}
+    runs = [{"seed": j.seed, **figures(read(j.run.path / "metrics.json")), "seconds": j.run.manifest().get("warm_start_seconds")}
+            for j in reference if j.run.is_done()]
+    chosen = {"runs": runs, **{k: _mean([r[k] for r in runs]) for k in (runs[0] if runs else {}) if k != "seed"}}
+    warm = {r["seed"]: r for r in runs}
     cells: dict[tuple, list] = {}
     for job in jobs:
         if not job.run.is_done():
@@ -195,7 +147,7 @@ def stage_b(chosen: dict, workers: int, run: bool) -> list[dict]:
         row["moves_up"] = "up" in moves and "down" not in moves and row["reward_rises"]
         row["fits"] = steps <= RL_BUDGET_STEPS
         rows.append(row)
-    return rows
+    return chosen, rows
 
 
 def decide(rows: list[dict]) -> tuple[dict | None, str]:
@@ -226,54 +178,37 @@ def f(x, nd=3, signed=False):
     return "n/a" if x is None else (f"{x:+.{nd}f}" if signed else f"{x:.{nd}f}")
 
 
-def write_report(a_rows, chosen, b_rows, default, why) -> str:
-    lines = ["# Calibration of the toyshop regime (dev split)", "",
+def write_section_text(warm, b_rows, default, why) -> str:
+    lines = ["## RL (stage B) from the default warm start", "",
              "Regenerate: `python benchmarks/calibration/calibrate.py --workers 2` (runs what is missing, then writes "
-             "this file); the rules are in `benchmarks/calibration/README.md`, fixed before the sweep ran. Every figure "
-             "is on the **dev** split (300 pairs, 57 of them tail), means over 2 seeds; 'sampled' is the mean accuracy of 4 "
-             "outputs per prompt at the training temperature (1.0). Seconds are wall time on the shared 2-core CPU "
-             "with 2 runs in parallel (and other work beside them): compare them with each other, not with a quiet "
-             "machine.", "",
-             "## Stage A: warm start", "",
-             "| model | epochs | seeds | QU | IU | CM | AM | acc | macro-F1 | acc head | acc tail | sampled acc | "
-             "format-valid | warm-start s | qualifies |", "|" + "---|" * 15]
-    for r in a_rows:
-        if r.get("skipped"):
-            lines.append(f"| {r['model']} | {r['epochs']:g} | 0 | not run: estimated {r['estimate']:.0f} s, more than "
-                         f"the chosen cell's {chosen['seconds']:.0f} s, so it could not be chosen |" + " |" * 11)
-            continue
-        lines.append(f"| {r['model']} | {r['epochs']:g} | {r['seeds']} | {f(r['qu'])} | {f(r['iu'])} | {f(r['cm'])} | "
-                     f"{f(r['am'])} | {f(r['acc'])} | "
-                     f"{f(r['f1'])} | {f(r['acc_head'])} | {f(r['acc_tail'])} | {f(r['sampled_acc'])} | "
-                     f"{f(r['format_valid'])} | {f(r['seconds'], 0)} | {'yes' if r['qualifies'] else 'no'}"
-                     f"{' **(chosen)**' if r.get('chosen') else ''} |")
-    lines += ["", f"Chosen warm start: **{chosen['model']}, {chosen['epochs']:g} epochs**"
-              + ("" if chosen["qualifies"] else " (no cell qualified: the one with the best item-understanding step)") + ".",
-              "", "## Stage B: RL from that warm start", "",
-              f"Warm start on dev (mean of seeds): acc {f(chosen['acc'])}, macro-F1 {f(chosen['f1'])}, tail acc "
-              f"{f(chosen['acc_tail'])}, QU {f(chosen['qu'])}, IU {f(chosen['iu'])}, sampled acc {f(chosen['sampled_acc'])}.", "",
-              "Δ is the mean over seeds of the paired difference from the warm start (same seed), ± its standard error "
-              "over seeds; 'move' applies the rule (up/down: beyond 2 SE). With 2 seeds the SE comes from two "
-              "differences: where they are equal it is 0 and any non-zero mean 'moves' (marked *), a weak signal that the "
-              "3-seed check on test below has to confirm. Train s: training seconds up to that step (mean over seeds, from "
-              "the training log; 2 runs shared the 2 cores).", "",
-              "| method | lr | steps | reward first→last tenth | format-valid | acc | macro-F1 | acc head / tail | "
-              "F1 head / tail | QU / IU | sampled acc | Δ macro-F1 | move | Δ tail acc | move | train s |",
-              "|" + "---|" * 16]
+             "this section); the rule is in `benchmarks/calibration/README.md`, fixed before the sweep ran. Every figure "
+             f"is on the **dev** split (1,000 pairs), means over {len(warm['runs'])} seeds, from the default warm start "
+             "(the testbed's choice: the scarce rationale share). Seconds are wall time on the shared 2-core CPU with 2 "
+             "runs in parallel: compare them with each other, not with a quiet machine.", "",
+             f"Warm start on dev (mean of seeds): acc {f(warm.get('acc'))}, macro-F1 {f(warm.get('f1'))}, tail acc "
+             f"{f(warm.get('acc_tail'))}, QU {f(warm.get('qu'))}, IU {f(warm.get('iu'))}, CM {f(warm.get('cm'))}, "
+             f"AM {f(warm.get('am'))}.", "",
+             "Δ is the mean over seeds of the paired difference from the warm start (same seed), ± its standard error "
+             "over seeds; 'move' applies the rule (up/down: beyond 2 SE). With 2 seeds the SE comes from two "
+             "differences: where they are equal it is 0 and any non-zero mean 'moves' (marked *), a weak signal that the "
+             "3-seed check on test has to confirm. Train s: training seconds up to that step (mean over seeds, from "
+             "the training log).", "",
+             "| method | lr | steps | reward first→last tenth | format-valid | acc | macro-F1 | acc head / tail | "
+             "F1 head / tail | QU / IU | CM / AM | Δ macro-F1 | move | Δ tail acc | move | train s |",
+             "|" + "---|" * 16]
     for r in b_rows:
         lines.append(
             f"| {r['method']} | {r['lr']:g} | {r['steps']} | {f(r['reward_first'])} → {f(r['reward_last'])} | "
             f"{f(r['format_valid'])} | {f(r['acc'])} | {f(r['f1'])} | {f(r['acc_head'])} / {f(r['acc_tail'])} | "
-            f"{f(r['f1_head'])} / {f(r['f1_tail'])} | {f(r['qu'])} / {f(r['iu'])} | {f(r['sampled_acc'])} | "
+            f"{f(r['f1_head'])} / {f(r['f1_tail'])} | {f(r['qu'])} / {f(r['iu'])} | {f(r['cm'])} / {f(r['am'])} | "
             f"{f(r['d_f1'], signed=True)} ± {f(r['se_f1'])} | {r['move_f1']} | {f(r['d_acc_tail'], signed=True)} ± "
             f"{f(r['se_acc_tail'])} | {r['move_acc_tail']} | {f(r['seconds'], 0)} |")
-    lines += ["", "## Decision", ""]
+    lines += ["", "### Decision", ""]
     if default is None:
         lines.append(f"No default could be chosen: {why}.")
     else:
-        lines.append(f"New RL default: **lr {default['lr']:g}, {default['steps']} steps** (8 prompts x 8 rollouts) from "
-                     f"the {chosen['model']} warm start of {chosen['epochs']:g} epochs: {why}.")
-    return "\n".join(lines) + "\n"
+        lines.append(f"New RL default: **lr {default['lr']:g}, {default['steps']} steps** (8 prompts x 8 rollouts): {why}.")
+    return "\n".join(lines)
 
 
 def check_section() -> list[str]:
@@ -323,15 +258,13 @@ def check_section() -> list[str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report-only", action="store_true", help="write the report from the runs present, run nothing")
+    p.add_argument("--report-only", action="store_true", help="write the section from the runs present, run nothing")
     args = p.parse_args()
     os.chdir(ROOT)  # suites name output folders relative to the project root
-    a_rows, chosen = stage_a(args.workers, run=not args.report_only)
-    print(f"stage A: chosen warm start {chosen['model']} x {chosen['epochs']:g} epochs", flush=True)
-    b_rows = stage_b(chosen, args.workers, run=not args.report_only)
+    warm, b_rows = stage_b(args.workers, run=not args.report_only)
     default, why = decide(b_rows)
-    REPORT.write_text(write_report(a_rows, chosen, b_rows, default, why) + "\n".join(check_section()) + "\n")
-    print(f"wrote {REPORT}: " + (f"lr {default['lr']:g}, {default['steps']} steps ({why})" if default else why))
+    write_section("rl", write_section_text(warm, b_rows, default, why) + "\n".join(check_section()))
+    print("rl: " + (f"lr {default['lr']:g}, {default['steps']} steps ({why})" if default else why))
     return 0
 
 
