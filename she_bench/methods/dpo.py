@@ -36,8 +36,7 @@ def build_pairs(ctx: Context, init: Path) -> list[dict]:
     cfg = ctx.cfg
     # about half the prompts yield a pair; sample twice as many prompts as pairs wanted
     examples = seeded_sample(ctx, 2 * cfg.train.dpo_max_pairs)
-    samples_per_prompt = sample_rollouts(ctx, init, examples, cfg.train.dpo_samples, "dpo rollouts",
-                                         cache=ctx.run.path / "dpo_rollouts.jsonl")
+    samples_per_prompt = sample_rollouts(ctx, init, examples, cfg.train.dpo_samples, "dpo rollouts")
     tokenizer = load_tokenizer(init)
     pairs: list[dict] = []
     for ex, samples in zip(examples, samples_per_prompt):

@@ -34,11 +34,10 @@ def stratum_of(ex, key: str) -> str:
 
 
 def estimate(ctx: Context, init: Path) -> list[dict]:
-    """Per scored prompt: id, pass rate and distinct step-verdict patterns (rollouts cached in the run)."""
+    """Per scored prompt: id, pass rate and distinct step-verdict patterns (rollouts from the shared cache)."""
     f = ctx.cfg.filter
     examples = seeded_sample(ctx, f.max_prompts)
-    samples_per_prompt = sample_rollouts(ctx, init, examples, f.rollouts, "filter rollouts",
-                                         cache=ctx.run.path / "filter_rollouts.jsonl")
+    samples_per_prompt = sample_rollouts(ctx, init, examples, f.rollouts, "filter rollouts")
     return [{"id": ex.id, "pass_rate": sum(s["pred"] == ex.label for s in samples) / len(samples),
              "paths": len({tuple(s["step_verdicts"].values()) for s in samples})}
             for ex, samples in zip(examples, samples_per_prompt)]
