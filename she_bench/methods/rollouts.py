@@ -14,7 +14,7 @@ from she_bench.methods.common import Context, config_hash
 from she_bench.models import cache_dir, model_hash
 from she_bench.reasoning.template import render_prompt
 from she_bench.rewards.verifier import score_output
-from she_bench.runs import is_main_process, read_jsonl, write_jsonl
+from she_bench.runs import read_jsonl, write_jsonl
 
 
 def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str = "rollouts") -> list[list[dict]]:
@@ -24,7 +24,7 @@ def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str
     key = config_hash(model_hash(model), [ex.id for ex in examples], k, cfg.rl.temperature, cfg.rl.max_completion_length,
                       cfg.seed, cfg.engine, cfg.prompt, ctx.bench.data_hash())
     cache = cache_dir() / "rollouts" / f"{ctx.bench.name}-{key}.jsonl"
-    with file_lock(cache, collective=True):
+    with file_lock(cache):  # per process: under data parallelism the first rank in builds them, the others read
         rows = read_jsonl(cache)
         if [r["id"] for r in rows] == [ex.id for ex in examples] and all(len(r["samples"]) == k for r in rows):
             out = [r["samples"] for r in rows]
@@ -37,8 +37,7 @@ def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str
                                    temperature=cfg.rl.temperature, seed=cfg.seed)
             out = [[{"text": g.text, "n_tokens": g.n_tokens, **score_output(ex, g.text, ctx.bench.labels)}
                     for g in gens[i * k:(i + 1) * k]] for i, ex in enumerate(examples)]
-            if is_main_process():
-                write_jsonl(cache, [{"id": ex.id, "samples": s} for ex, s in zip(examples, out)])
+            write_jsonl(cache, [{"id": ex.id, "samples": s} for ex, s in zip(examples, out)])
     log_generated(ctx, desc, out)
     return out
 
