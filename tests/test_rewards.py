@@ -148,8 +148,9 @@ def test_grm_agreement_against_the_verifier_by_hand():
     records = [{"id": "e0", "text": t, **score_output(ex, t, LABELS)} for t in (FULL, wrong_cm)]
     perfect = grm_agreement(OracleGRM(LABELS, error_rate=0.0), {"e0": ex}, records, LABELS, "oracle (error 0)")
     assert perfect["overall"] == {"n": 10, "wrong": 1, "flagged": 1, "accuracy": 1.0, "precision_wrong": 1.0,
-                                  "recall_wrong": 1.0}
+                                  "recall_wrong": 1.0, "f1_wrong": 1.0, "auroc": None, "auroc_status": "too few"}
     assert perfect["steps"]["category_matching"]["wrong"] == 1
+    assert perfect["first_error"]["f1"] == 1.0 and perfect["threshold"] == 0.5
 
     class Lenient:  # a GRM that never flags a step
         def score(self, examples, parsed):
@@ -157,6 +158,7 @@ def test_grm_agreement_against_the_verifier_by_hand():
 
     lenient = grm_agreement(Lenient(), {"e0": ex}, records, LABELS, "lenient")
     assert lenient["overall"]["accuracy"] == 0.9 and lenient["overall"]["recall_wrong"] == 0.0
+    assert lenient["first_error"]["f1"] == 0.0  # it never locates the error
     assert lenient["overall"]["precision_wrong"] is None  # nothing flagged: undefined, not 0
     assert lenient["step_accuracy_grm"]["category_matching"] == 1.0
 

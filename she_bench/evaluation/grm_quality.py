@@ -1,50 +1,98 @@
-"""How good the run's GRM is: its step verdicts on the model's own eval outputs against the verifier.
+"""How good a GRM is at judging steps, measured the way the field measures step judges.
 
-For every written step the verifier can check, the GRM's score is read as a verdict (wrong when
-below 0.5) and compared with the verifier's. "Positive" is "this step is wrong", the case a
-stepwise reward exists to catch: precision is the share of GRM-flagged steps that are really
-wrong, recall the share of really wrong steps the GRM flags. A GRM that never flags anything has
-high accuracy on a mostly-right policy and recall 0, so read the three together.
+Against the verifier's truth, per step, with "positive" = "this step is wrong" (the case a stepwise
+reward exists to catch):
+
+- AUROC of the GRM's score for "wrong" (1 - P(right)); reported only where a step has at least
+  `MIN_WRONG` wrong examples (and one right one), elsewhere "too few";
+- precision, recall and F1 of "wrong" at the GRM's decision threshold (a score below it reads as wrong);
+- ProcessBench's first-error F1 over whole chains: the harmonic mean of the accuracy at locating the
+  first wrong step in chains that have one, and of the accuracy at calling an all-right chain all right.
+  A judge that calls every step right scores 0 (it never locates an error).
+
+A GRM that never flags anything has high accuracy on a mostly-right policy, recall 0 and first-error F1
+0, so read them together. Where no step truth exists (silver steps of real data) nothing is measured.
 """
 from __future__ import annotations
 
 from she_bench.data.schema import STEPS
 from she_bench.reasoning.parser import parse
 
+MIN_WRONG = 20
+"""AUROC is reported for a step only with at least this many wrong examples (fewer make it noise)."""
 
-def _rates(pairs: list[tuple[bool, bool]]) -> dict:
-    """pairs of (verifier says wrong, GRM says wrong)."""
+
+def _r(x):
+    return None if x is None else round(float(x), 6)
+
+
+def step_rates(pairs: list[tuple[bool, float]], threshold: float) -> dict:
+    """pairs of (verifier says wrong, GRM score for 'right')."""
+    from sklearn.metrics import roc_auc_score
+
     n = len(pairs)
-    tp = sum(t and p for t, p in pairs)
-    flagged = sum(p for _, p in pairs)
     wrong = sum(t for t, _ in pairs)
-    return {
-        "n": n, "wrong": wrong, "flagged": flagged,
-        "accuracy": round(sum(t == p for t, p in pairs) / n, 6) if n else None,
-        "precision_wrong": round(tp / flagged, 6) if flagged else None,
-        "recall_wrong": round(tp / wrong, 6) if wrong else None,
-    }
+    flagged = [(t, s < threshold) for t, s in pairs]
+    tp = sum(t and p for t, p in flagged)
+    n_flagged = sum(p for _, p in flagged)
+    precision = tp / n_flagged if n_flagged else None
+    recall = tp / wrong if wrong else None
+    f1 = (2 * precision * recall / (precision + recall) if precision and recall else 0.0) if recall is not None else None
+    auroc = None
+    if wrong >= MIN_WRONG and wrong < n:
+        auroc = roc_auc_score([t for t, _ in pairs], [1 - s for _, s in pairs])
+    return {"n": n, "wrong": wrong, "flagged": n_flagged,
+            "accuracy": _r(sum(t == p for t, p in flagged) / n) if n else None,
+            "precision_wrong": _r(precision), "recall_wrong": _r(recall), "f1_wrong": _r(f1), "auroc": _r(auroc),
+            "auroc_status": "ok" if auroc is not None else ("unmeasured" if n == 0 else "too few")}
+
+
+def first_error_f1(chains: list[list[tuple[bool, float]]], threshold: float) -> dict:
+    """chains: per chain, its checked steps in order as (verifier says wrong, GRM score for 'right')."""
+    erroneous = [c for c in chains if any(t for t, _ in c)]
+    correct = [c for c in chains if c and not any(t for t, _ in c)]
+
+    def first(flags):
+        return next((i for i, f in enumerate(flags) if f), None)
+
+    acc_err = (sum(first([s < threshold for _, s in c]) == first([t for t, _ in c]) for c in erroneous) / len(erroneous)
+               if erroneous else None)
+    acc_corr = sum(all(s >= threshold for _, s in c) for c in correct) / len(correct) if correct else None
+    f1 = None
+    if acc_err is not None and acc_corr is not None:
+        f1 = 2 * acc_err * acc_corr / (acc_err + acc_corr) if acc_err + acc_corr > 0 else 0.0
+    return {"erroneous": len(erroneous), "correct": len(correct), "accuracy_erroneous": _r(acc_err),
+            "accuracy_correct": _r(acc_corr), "f1": _r(f1)}
+
+
+def judge_quality(items: list[tuple[dict, dict]], threshold: float, steps=STEPS) -> dict:
+    """items: (verifier verdicts {step: bool | None}, GRM scores {step: float | None}) per chain."""
+    per_step: dict[str, list] = {s: [] for s in steps}
+    chains = []
+    for truth, scores in items:
+        chain = []
+        for s in steps:
+            if truth.get(s) is not None and scores.get(s) is not None:
+                per_step[s].append((not truth[s], float(scores[s])))
+                chain.append((not truth[s], float(scores[s])))
+        if chain:
+            chains.append(chain)
+    pooled = [x for p in per_step.values() for x in p]
+    return {"threshold": threshold, "steps": {s: step_rates(p, threshold) for s, p in per_step.items()},
+            "overall": step_rates(pooled, threshold), "first_error": first_error_f1(chains, threshold)}
 
 
 def grm_agreement(grm, examples_by_id: dict, records: list[dict], labels: list[str], name: str) -> dict:
-    """Per-step and pooled agreement of `grm` with the verifier verdicts stored in `records`
-    (predictions.jsonl rows), plus the GRM's own per-step "right" rate (step_accuracy_grm)."""
+    """The GRM's quality on a run's own outputs (predictions.jsonl rows, whose verifier verdicts they hold),
+    at the GRM's threshold, plus its own per-step "right" rate (step_accuracy_grm)."""
     parsed = [parse(r["text"], labels) for r in records]
     scores = grm.score([examples_by_id[r["id"]] for r in records], parsed)
-    per_step: dict[str, list[tuple[bool, bool]]] = {s: [] for s in STEPS}
+    threshold = getattr(grm, "threshold", 0.5)
     judged_right: dict[str, list[bool]] = {s: [] for s in STEPS}
-    for rec, score in zip(records, scores):
+    for score in scores:
         for step in STEPS:
-            s = score.get(step)
-            if s is None:
-                continue
-            judged_right[step].append(s >= 0.5)
-            verdict = (rec.get("step_verdicts") or {}).get(step)
-            if verdict is not None:
-                per_step[step].append((not verdict, s < 0.5))
-    return {
-        "grm": name,
-        "steps": {s: _rates(p) for s, p in per_step.items()},
-        "overall": _rates([x for p in per_step.values() for x in p]),
-        "step_accuracy_grm": {s: (round(sum(v) / len(v), 6) if v else None) for s, v in judged_right.items()},
-    }
+            if score.get(step) is not None:
+                judged_right[step].append(score[step] >= threshold)
+    quality = judge_quality([(r.get("step_verdicts") or {}, sc) for r, sc in zip(records, scores)], threshold)
+    return {"grm": name, **quality,
+            "step_accuracy_grm": {s: (round(sum(v) / len(v), 6) if v else None) for s, v in judged_right.items()}}

@@ -68,7 +68,8 @@ class SRPOTrainer(SheGRPOTrainer):
         # group statistics need whole groups, which may span processes
         everyone, everyone_correct = self.accelerator.gather(local), self.accelerator.gather(correct)
         per_step, per_seq = step_terms(everyone, everyone_correct, self.num_generations, cfg.step_weight,
-                                       cfg.critical_weight, cfg.scalar, cfg.step_min_std)
+                                       cfg.critical_weight, cfg.scalar, cfg.step_min_std,
+                                       threshold=getattr(self.grm, "threshold", 0.5))
         sl = self._local_slice(len(local))
         completion_ids = out["completion_ids"]
         ids = [row[mask.bool()].tolist() for row, mask in zip(completion_ids, out["completion_mask"])]

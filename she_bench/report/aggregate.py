@@ -166,21 +166,30 @@ def run_grm(run: RunData) -> str | None:
     return grm_label(r["grm"], r["grm_error_rate"], r["grm_model"])
 
 
-GRM_RATES = ("accuracy", "precision_wrong", "recall_wrong")
+GRM_RATES = ("auroc", "precision_wrong", "recall_wrong", "f1_wrong", "accuracy")
+GRM_SOURCES = (("outputs", "the run's test outputs"), ("heldout", "held-out warm-start rollouts"))
 
 
 def grm_rows(groups: dict, keys: list) -> list[dict]:
-    """Per variant whose runs measured their GRM: agreement with the verifier per step, over seeds."""
+    """Per variant whose runs measured their GRM, and per source (the run's own test outputs; for a trained
+    GRM also its held-out warm-start rollouts): its quality per step and pooled, over seeds."""
     rows = []
     for key in keys:
         measured = [r.metrics["grm_agreement"] for r in groups[key] if r.metrics.get("grm_agreement")]
-        if not measured:
-            continue
-        rows.append({
-            "benchmark": key[0], "variant": key[1], "grm": measured[0]["grm"], "n_seeds": len(measured),
-            "steps": {s: {k: stat([m["steps"][s][k] for m in measured]) for k in GRM_RATES} for s in STEPS},
-            "overall": {k: stat([m["overall"][k] for m in measured]) for k in GRM_RATES},
-        })
+        for source, title in GRM_SOURCES:
+            found = [m if source == "outputs" else (m.get("heldout") or {}).get("heldout") for m in measured]
+            found = [m for m in found if m]
+            if not found:
+                continue
+            get = lambda m, s, k: ((m.get("steps") or {}).get(s) or {}).get(k)  # noqa: E731
+            rows.append({
+                "benchmark": key[0], "variant": key[1], "grm": measured[0]["grm"], "source": title, "n_seeds": len(found),
+                "threshold": stat([m.get("threshold") for m in found]),
+                "steps": {s: {k: stat([get(m, s, k) for m in found]) for k in GRM_RATES} for s in STEPS},
+                "judged": {s: stat([get(m, s, "n") for m in found]) for s in STEPS},
+                "overall": {k: stat([(m.get("overall") or {}).get(k) for m in found]) for k in GRM_RATES},
+                "first_error_f1": stat([(m.get("first_error") or {}).get("f1") for m in found]),
+            })
     return rows
 
 

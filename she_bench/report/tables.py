@@ -253,20 +253,33 @@ class Budget:
 
 
 def grm_table(rows: list[dict]) -> Table:
-    cols = [_BENCH, _VARIANT, ("grm", "GRM"), ("n_seeds", "n seeds")]
-    for s in (*STEPS, "overall"):
-        name = STEP_ABBR.get(s, "all")
-        cols += [(f"{s}_accuracy", f"{name} acc"), (f"{s}_precision_wrong", f"{name} prec"),
-                 (f"{s}_recall_wrong", f"{name} rec")]
+    from she_bench.evaluation.grm_quality import MIN_WRONG
+
+    cols = [_BENCH, _VARIANT, ("grm", "GRM"), ("source", "Judged"), ("n_seeds", "n seeds"), ("threshold", "Threshold")]
+    for s in STEPS:
+        cols += [(f"{s}_auroc", f"{STEP_ABBR[s]} AUROC"), (f"{s}_f1_wrong", f"{STEP_ABBR[s]} F1")]
+    cols += [("overall_precision_wrong", "all prec"), ("overall_recall_wrong", "all rec"), ("overall_f1_wrong", "all F1"),
+             ("first_error_f1", "First-error F1")]
     table = Table("grm", "GRM quality", (
-        "How the run's GRM judged the final policy's own test outputs, against the offline verifier, per step "
-        f"({STEP_LEGEND}) and pooled: accuracy of its verdicts (score < 0.5 = wrong), and precision and recall of "
-        "'this step is wrong'; mean ± std over seeds."), cols)
+        "How well the run's GRM judges steps, against the offline verifier, with 'this step is wrong' as the positive "
+        f"case ({STEP_LEGEND}): on the run's own test outputs, and for a trained GRM also on held-out rollouts of the "
+        "warm start (never trained on). AUROC of its score, shown only where a step has at least "
+        f"{MIN_WRONG} wrong examples ('too few' elsewhere); F1, precision and recall of 'wrong' at the GRM's "
+        "threshold (chosen on the held-out rollouts; 0.5 for the oracle); first-error F1 (ProcessBench): the "
+        "harmonic mean of the accuracy at locating a chain's first wrong step and at calling an all-right chain all "
+        "right, 0 for a judge that calls everything right. Mean ± std over seeds. Unmeasured where no step truth "
+        "exists (silver steps)."), cols)
     for r in rows:
-        cells = [r["benchmark"], r["variant"], r["grm"], str(r["n_seeds"])]
-        for s in (*STEPS, "overall"):
-            rates = r["overall"] if s == "overall" else r["steps"][s]
-            cells += [Stat(rates[k], ci=False) for k in ("accuracy", "precision_wrong", "recall_wrong")]
+        cells = [r["benchmark"], r["variant"], r["grm"], r["source"], str(r["n_seeds"]), Stat(r["threshold"], ci=False)]
+        for s in STEPS:
+            auroc = r["steps"][s]["auroc"]
+            if auroc["mean"] is not None:
+                shown = Stat(auroc, ci=False)
+            else:  # no truth for the step at all, or too few wrong examples of it
+                shown = "unmeasured" if not r["judged"][s]["mean"] else "too few"
+            cells += [shown, Stat(r["steps"][s]["f1_wrong"], ci=False)]
+        cells += [Stat(r["overall"][k], ci=False) for k in ("precision_wrong", "recall_wrong", "f1_wrong")]
+        cells.append(Stat(r["first_error_f1"], ci=False))
         table.rows.append(cells)
     return table
 

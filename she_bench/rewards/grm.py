@@ -30,6 +30,8 @@ GRMS: Registry = Registry("generative reward model")
 
 @GRMS.register("oracle")
 class OracleGRM:
+    threshold = 0.5  # its scores are 0 or 1
+
     def __init__(self, labels: list[str], error_rate: float = 0.1, seed: int = 0, **_):
         self.labels, self.error_rate, self.rng = labels, error_rate, random.Random(seed)
 
@@ -114,10 +116,24 @@ GENERATIVE_ANSWERS = (" +", " -")
 JUDGE_ANSWERS = (" yes", " no")
 
 
+def trained_record(model_path) -> dict | None:
+    """What a GRM trained by she-bench was trained on, its threshold and held-out quality (record.json beside
+    the model folder; methods/train_grm.py); None for a GRM folder from elsewhere."""
+    import json
+
+    path = Path(model_path).parent / "record.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 @GRMS.register("generative")
 class GenerativeGRM:
-    def __init__(self, model_path, answers: tuple[str, str] | None = None, **_):
+    """`threshold`: a score below it reads as "wrong" wherever a verdict is made binary (critical steps,
+    agreement); by default the one chosen on held-out rollouts when the GRM was trained, else 0.5."""
+
+    def __init__(self, model_path, answers: tuple[str, str] | None = None, threshold: float | None = None, **_):
         self.scorer = _LMScorer(model_path, answers or GENERATIVE_ANSWERS, where="generative GRM")
+        record = trained_record(model_path) or {}
+        self.threshold = threshold if threshold is not None else record.get("threshold", 0.5)
 
     def score(self, examples, parsed):
         return _score_with(self.scorer, check_prompt, examples, parsed)
@@ -139,6 +155,8 @@ def judge_prompt(tokenizer, ex: Example, p: Parsed, step: str) -> str:
 
 @GRMS.register("judge")
 class JudgeGRM:
+    threshold = 0.5
+
     def __init__(self, model_path, answers: tuple[str, str] | None = None, **_):
         self.scorer = _LMScorer(model_path, answers or JUDGE_ANSWERS, where="judge GRM")
 

@@ -58,17 +58,19 @@ def critical_weights(step_rewards: torch.Tensor, correct: torch.Tensor, group_si
 
 
 def step_terms(step_rewards: torch.Tensor, correct: torch.Tensor, group_size: int, step_weight: float,
-               critical_weight: float = 1.0, scalar: bool = False, min_std: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+               critical_weight: float = 1.0, scalar: bool = False, min_std: float = 0.0,
+               threshold: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """The step part of the advantage, over whole groups: (per_step (B, K), per_sequence (B,)).
 
-    Stepwise: per_step = step_weight * w_ik * a_ik. Scalar ablation: the mean step score is one
-    sequence-level reward, normalised per group, added to every token (no step credit)."""
+    Stepwise: per_step = step_weight * w_ik * a_ik, a step reward below `threshold` (the GRM's) reading as a
+    wrong step for the critical weights. Scalar ablation: the mean step score is one sequence-level reward,
+    normalised per group, added to every token (no step credit)."""
     b, k = step_rewards.shape
     if scalar:
         mean_score = torch.nanmean(step_rewards, dim=1, keepdim=True)
         return torch.zeros_like(step_rewards), step_weight * group_normalize(mean_score, group_size, min_std)[:, 0]
     a = group_normalize(step_rewards, group_size, min_std)
-    w = critical_weights(step_rewards, correct, group_size, critical_weight)
+    w = critical_weights(step_rewards, correct, group_size, critical_weight, threshold)
     return step_weight * w * a, torch.zeros(b, dtype=step_rewards.dtype, device=step_rewards.device)
 
 
