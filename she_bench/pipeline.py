@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from she_bench.config import Config
+from she_bench.config import Config, check_card
 from she_bench.data.cards import Benchmark, load_benchmark
 from she_bench.runs import Run, is_main_process, read_jsonl, run_budget, write_json
 
@@ -34,6 +34,13 @@ def toy_corpus(bench: Benchmark) -> list[str]:
     return [render_prompt(ex, bench.labels) + gold_rationale(ex, withheld_ok=True) for ex in bench.splits["train"]]
 
 
+def open_benchmark(cfg: Config) -> Benchmark:
+    """The run's benchmark, with the config's card-dependent rules checked against it."""
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
+    check_card(cfg, bench)
+    return bench
+
+
 def device() -> str:
     import torch
 
@@ -45,7 +52,7 @@ def _open(cfg: Config, command: list[str], model_key: str) -> Result | tuple[Ben
     recorded in its manifest under `model_key` (and `<model_key>_hash`)."""
     from she_bench.models import model_hash, resolve_model
 
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
+    bench = open_benchmark(cfg)
     run = Run(cfg, bench.name)
     if run.is_done():
         return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
@@ -124,7 +131,7 @@ def run_classic(cfg: Config, command: list[str], predict) -> Result:
     from she_bench.evaluation.evaluate import evaluate_labels
     from she_bench.methods.common import Context
 
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
+    bench = open_benchmark(cfg)
     run = Run(cfg, bench.name)
     if run.is_done():
         return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
