@@ -204,6 +204,28 @@ def test_killed_run_resumes_exactly(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6], steps
 
 
+def _main_steps(path: Path) -> list[int]:
+    return [r["step"] for r in map(json.loads, (path / "train_log.jsonl").read_text().splitlines())
+            if r["stage"] == "main" and "event" not in r]
+
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_write_everything_once(tmp_path):
+    """The same run started twice at once into one directory: the second waits for the first, finds the run
+    done and exits 0; the predictions hold the limit's count and the log each step once."""
+    cmd = [sys.executable, "-m", "she_bench.cli", "run", "--method", "grpo", "--benchmark", CARD,
+           "--output-dir", str(tmp_path), *TINY, "eval.limit=8"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert sum("already done" in out for out, _ in outs) == 1
+    assert any("another process holds it" in err for _, err in outs)
+    path = run_dir(tmp_path, "grpo")
+    assert len((path / "predictions.jsonl").read_text().splitlines()) == 8
+    assert _main_steps(path) == [1, 2]
+    assert json.loads((path / "manifest.json").read_text())["attempts"] == 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     ["train.lora=true", "train.lora_r=4", "reward.grm=generative", "reward.grm_rollouts=1", "reward.grm_epochs=1"],

@@ -55,14 +55,6 @@ class Context:
         return self.checkpoint_dir or self.run.path / "checkpoints"
 
 
-def process_state():
-    """accelerate's process state; on CPU it must be told so, or a multi-process launch runs
-    each process alone instead of data-parallel over gloo."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
 def device_kwargs() -> dict:
     cuda = torch.cuda.is_available()
     return {"use_cpu": not cuda, "bf16": cuda and torch.cuda.is_bf16_supported()}

@@ -24,13 +24,13 @@ from she_bench.methods.common import (
     Context,
     JsonlLog,
     lora_config,
-    process_state,
     train_once,
     trainer_args,
 )
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.template import render_prompt
 from she_bench.rewards.verifier import FORMAT_MODES, check, outcome_reward, shaped_outcome, well_formed
+from she_bench.runs import process_state
 
 
 class OutcomeReward:
