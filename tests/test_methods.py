@@ -227,6 +227,35 @@ def test_two_runs_started_at_once_write_everything_once(tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(tmp_path, capsys):
+    """A checkpoint whose weights were cut short is reported in one line, set aside, and training resumes from
+    the checkpoint before it, to the same final model and a log with each step once."""
+    argv = ["run", "--method", "grpo", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, "train.max_steps=4"]
+    assert main(argv) == 0
+    path = run_dir(tmp_path, "grpo")
+    whole = json.loads((path / "manifest.json").read_text())["final_model_hash"]
+    # as if killed while saving checkpoint 4: no final model, no evaluation, the newest checkpoint cut short
+    checkpoints = path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    for name in ("final", "metrics.json", "predictions.jsonl"):
+        target = path / name if name != "final" else checkpoints / name
+        subprocess.run(["rm", "-r", str(target)], check=True)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    weights = checkpoints / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "does not load" in line]
+    assert len(err) == 1 and "checkpoint-4 does not load (model.safetensors: " in err[0], err
+    assert err[0].endswith("; resuming from checkpoint-3")
+    assert (checkpoints / "damaged" / "checkpoint-4" / "model.safetensors").stat().st_size == 1000  # kept
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["final_model_hash"] == whole
+    assert _main_steps(path) == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     ["train.lora=true", "train.lora_r=4", "reward.grm=generative", "reward.grm_rollouts=1", "reward.grm_epochs=1"],
     ["reward.grm=judge", "reward.mixing=weighted", 'reward.grm_answers=[" +", " -"]'],
