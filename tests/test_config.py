@@ -220,3 +220,13 @@ def test_enumerations_are_the_implementations_names():
 def test_where_curves_go_leaves_the_run_identity_unchanged():
     base = make_config("srpo")
     assert make_config("srpo", {"train": {"report_to": "tensorboard"}}).hash() == base.hash()
+
+
+def test_tensorboard_without_the_package_is_refused(monkeypatch):
+    from she_bench import config
+
+    monkeypatch.setattr(config, "_tensorboard_installed", lambda: False)
+    with pytest.raises(ConfigError, match=r"srpo\.train\.report_to: expected tensorboard only with the tensorboard "
+                                          r"package installed \(pip install -c constraints.txt -e '\.\[tensorboard\]'\)"):
+        make_config("srpo", parse_overrides(["train.report_to=tensorboard"]))
+    assert make_config("srpo").train.report_to == "none"

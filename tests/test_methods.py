@@ -256,6 +256,26 @@ def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(
 
 
 @pytest.mark.slow
+def test_tensorboard_curves_are_written_under_the_run(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["run", "--method", "sft", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY,
+                 "train.report_to=tensorboard"]) == 0
+    path = run_dir(tmp_path, "sft")
+    assert sorted(p.name for p in (path / "tensorboard").iterdir()) == ["main", "warm_start"]
+    elsewhere = [p for root in (path, Path(os.environ["SHE_BENCH_CACHE"])) for p in root.rglob("events.out.tfevents.*")
+                 if path / "tensorboard" not in p.parents]
+    assert not elsewhere  # not under the trainers' output folders (checkpoints, the warm-start cache)
+    for stage in ("warm_start", "main"):
+        (events,) = (path / "tensorboard" / stage).glob("events.out.tfevents.*")
+        scalars = EventAccumulator(str(events)).Reload().Scalars("train/loss")
+        logged = [r["step"] for r in map(json.loads, (path / "train_log.jsonl").read_text().splitlines())
+                  if r["stage"] == stage and "loss" in r]
+        assert [s.step for s in scalars] == logged  # the same curve as the JSONL log, step for step
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     ["train.lora=true", "train.lora_r=4", "reward.grm=generative", "reward.grm_rollouts=1", "reward.grm_epochs=1"],
     ["reward.grm=judge", "reward.mixing=weighted", 'reward.grm_answers=[" +", " -"]'],

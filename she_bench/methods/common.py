@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 from she_bench import console
 
@@ -62,9 +63,9 @@ def device_kwargs() -> dict:
 
 
 def trainer_args(cls, cfg: Config, out_dir: Path, **kw):
-    """TRL config with the settings every method shares (no hub, no external loggers, safetensors)."""
+    """TRL config with the settings every method shares (no hub, safetensors; TensorBoard if train.report_to)."""
     base = dict(
-        output_dir=str(out_dir), seed=cfg.seed, data_seed=cfg.seed, report_to="none", logging_steps=1,
+        output_dir=str(out_dir), seed=cfg.seed, data_seed=cfg.seed, report_to=cfg.train.report_to, logging_steps=1,
         save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=cfg.train.keep_checkpoints, save_only_model=False,
         disable_tqdm=False, dataloader_num_workers=0, remove_unused_columns=False, **device_kwargs(),
     )
@@ -197,6 +198,11 @@ def seeded_sample(ctx: Context, n: int) -> list:
     return examples[:n]
 
 
+def tensorboard_dir(ctx: Context) -> Path:
+    """Where a stage's TensorBoard event files go: <run>/tensorboard/<stage> (warm_start, grm, main, 1-head, ...)."""
+    return ctx.run.path / "tensorboard" / ctx.stage.replace(":", "-")
+
+
 def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None = None) -> Path:
     """Train (resuming from the newest checkpoint in out_dir), then save the final model as
     safetensors, LoRA merged, via a temporary folder so a kill never leaves half a model.
@@ -204,6 +210,9 @@ def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None 
     if not console.VERBOSE and ctx is not None:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(StageProgress(ctx))
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and ctx is not None:  # curves beside the run's other files
+            callback.logging_dir = str(tensorboard_dir(ctx))
     with process_state().main_process_first():  # rank 0 sets damaged checkpoints aside; the others then agree
         resume = last_checkpoint(out_dir)
     if ctx is not None:  # the steps after the checkpoint are trained, and logged, again
