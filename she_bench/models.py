@@ -101,17 +101,15 @@ def _build_toy(out: Path, spec: ToySpec, corpus: list[str], seed: int) -> None:
 
 
 def unreadable(folder: Path, *required: str) -> str | None:
-    """Why a model folder or trainer checkpoint would not load (None: it loads): a `required` file or the weights
-    missing, a safetensors file whose header or size is wrong (cut short), a JSON file that does not parse,
+    """Why a model folder or trainer checkpoint would not load (None: it loads): no file matching a `required`
+    pattern, a safetensors file whose header or size is wrong (cut short), a JSON file that does not parse,
     a torch file that is not a whole archive. Reads headers, not whole tensors."""
     folder = Path(folder)
     if not folder.is_dir():
         return "missing"
-    missing = [name for name in required if not (folder / name).is_file()]
+    missing = [pattern for pattern in required if not any(folder.glob(pattern))]
     if missing:
         return f"{missing[0]} missing"
-    if not any(folder.glob("*.safetensors")):
-        return "no weights (*.safetensors)"
     from safetensors import SafetensorError, safe_open
 
     for f in sorted(folder.iterdir()):
@@ -131,7 +129,7 @@ def unreadable(folder: Path, *required: str) -> str | None:
 def loads(folder: Path) -> bool:
     """A cached model folder that is complete. Writers publish one only whole (built aside, then renamed into
     place); one that still does not load (damaged later) is set aside, so the caller builds it again."""
-    reason = unreadable(folder, "config.json")
+    reason = unreadable(folder, "config.json", "*.safetensors")
     if reason is not None and Path(folder).exists():
         set_aside(Path(folder), reason)
     return reason is None

@@ -44,7 +44,9 @@ def test_unreadable_names_the_file_that_does_not_load(tmp_path):
     assert unreadable(optimizer).startswith("optimizer.pt: ")
     assert unreadable(model_folder(tmp_path / "partial"), "trainer_state.json") == "trainer_state.json missing"
     (tmp_path / "empty").mkdir()
-    assert unreadable(tmp_path / "empty") == "no weights (*.safetensors)"
+    assert unreadable(tmp_path / "empty", "config.json", "*.safetensors") == "config.json missing"
+    (tmp_path / "empty" / "config.json").write_text("{}")
+    assert unreadable(tmp_path / "empty", "config.json", "*.safetensors") == "*.safetensors missing"
 
 
 def test_resume_skips_a_damaged_newest_checkpoint_and_sets_it_aside(tmp_path, capsys):
