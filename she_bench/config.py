@@ -63,7 +63,7 @@ def one_of(*names: str) -> Rule:
 
 
 def names_from(names: tuple[str, ...]) -> Rule:
-    return Rule("a list of " + ", ".join(names), lambda v: all(x in names for x in v))
+    return Rule("a list of names from " + ", ".join(names), lambda v: all(x in names for x in v))
 
 
 BAND = Rule("[low, high] with 0 <= low <= high <= 1", lambda v: len(v) == 2 and 0 <= v[0] <= v[1] <= 1)

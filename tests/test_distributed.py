@@ -1,5 +1,5 @@
-"""Data-parallel training: `accelerate launch` with 2 CPU processes (gloo) runs SFT and SRPO,
-and the two replicas end with the same weights."""
+"""Data-parallel training: `accelerate launch` with 2 CPU processes (gloo) runs SFT and SRPO (oracle and trained GRM),
+the two replicas end with the same weights, and a second launch waits for the one holding a lock."""
 import json
 import os
 import subprocess
@@ -15,12 +15,15 @@ TINY = ["warm_start.epochs=2", "warm_start.batch_size=8", "train.max_steps=2", "
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["sft", "srpo"])
-def test_two_process_run_agrees(tmp_path, method):
+@pytest.mark.parametrize("method, extra", [("sft", []), ("srpo", []),
+                                           ("srpo", ["reward.grm=generative", "reward.grm_prompts=8", "reward.grm_rollouts=1",
+                                                     "reward.grm_epochs=1"])])
+def test_two_process_run_agrees(tmp_path, method, extra, monkeypatch):
+    monkeypatch.setenv("SHE_BENCH_CACHE", str(tmp_path / "cache"))  # the warm start (and GRM) trained by both ranks
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd = [*launch, "-m", "she_bench.cli", "run", "--method", method, "--benchmark", CARD,
-           "--output-dir", str(tmp_path), *TINY]
+           "--output-dir", str(tmp_path), *TINY, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = (tmp_path / "toyshop-tiny").glob(f"{method}-*")

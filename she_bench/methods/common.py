@@ -210,9 +210,10 @@ def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None 
     if not console.VERBOSE and ctx is not None:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(StageProgress(ctx))
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback) and ctx is not None:  # curves beside the run's other files
-            callback.logging_dir = str(tensorboard_dir(ctx))
+    if ctx is not None:  # TensorBoard's curves go beside the run's other files, not under the trainer's output
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback):
+                callback.logging_dir = str(tensorboard_dir(ctx))
     with process_state().main_process_first():  # rank 0 sets damaged checkpoints aside; the others then agree
         resume = last_checkpoint(out_dir)
     if ctx is not None:  # the steps after the checkpoint are trained, and logged, again

@@ -13,7 +13,7 @@ from she_bench.locks import file_lock
 from she_bench.methods.common import Context, config_hash, in_stage, seeded_sample
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.methods.sft import run_sft
-from she_bench.models import cache_dir, load_tokenizer, model_hash
+from she_bench.models import cache_dir, load_tokenizer, model_hash, unreadable
 from she_bench.reasoning.parser import parse
 from she_bench.reasoning.template import gold_rationale
 from she_bench.rewards.grm import GENERATIVE_ANSWERS, answer_token_ids, check_prompt
@@ -41,5 +41,9 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
     key = config_hash(model_hash(init), ctx.bench.data_hash(), cfg.reward.grm_rollouts, cfg.reward.grm_prompts, cfg.reward.grm_epochs,
                       cfg.rl.temperature, cfg.seed, answers)
     out_dir = cache_dir() / "grm" / f"{ctx.bench.name}-{key}"
+    if unreadable(out_dir / "final", "config.json", "*.safetensors") is None:
+        # whole already, no lock needed: after training rank 0 alone scores the GRM (pipeline.grm_quality), where a
+        # data-parallel lock would wait for ranks that have finished
+        return out_dir / "final"
     with in_stage(ctx, "grm"), file_lock(out_dir, collective=True):
         return run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=lambda: grm_rows(ctx, init))
