@@ -256,15 +256,16 @@ def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(
 
 
 @pytest.mark.slow
-def test_tensorboard_curves_are_written_under_the_run(tmp_path):
+def test_tensorboard_curves_are_written_under_the_run(tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")
+    monkeypatch.setenv("SHE_BENCH_CACHE", str(tmp_path / "cache"))  # the warm start is trained (and logged) here
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert main(["run", "--method", "sft", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY,
                  "train.report_to=tensorboard"]) == 0
     path = run_dir(tmp_path, "sft")
     assert sorted(p.name for p in (path / "tensorboard").iterdir()) == ["main", "warm_start"]
-    elsewhere = [p for root in (path, Path(os.environ["SHE_BENCH_CACHE"])) for p in root.rglob("events.out.tfevents.*")
+    elsewhere = [p for root in (path, tmp_path / "cache") for p in root.rglob("events.out.tfevents.*")
                  if path / "tensorboard" not in p.parents]
     assert not elsewhere  # not under the trainers' output folders (checkpoints, the warm-start cache)
     for stage in ("warm_start", "main"):
