@@ -121,9 +121,9 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from she_bench.report import build_report
-
     from she_bench.ablate import load_report_plan
+    from she_bench.report import build_report
+    from she_bench.report.collect import NothingToReport
 
     baseline, primary = load_report_plan(Path(args.suite)) if args.suite else ("grpo", [])
     baseline = args.baseline or baseline
@@ -131,10 +131,20 @@ def cmd_report(args) -> int:
     command += ["--suite", args.suite] if args.suite else []
     command += ["--baseline", args.baseline] if args.baseline else []
     command += ["--bootstrap", str(args.bootstrap)] if args.bootstrap != 10_000 else []
-    result = build_report([Path(p) for p in args.run_dirs], Path(args.out), baseline=baseline,
-                          n_boot=args.bootstrap, command=command, primary=primary)
+    try:
+        result = build_report([Path(p) for p in args.run_dirs], Path(args.out), baseline=baseline,
+                              n_boot=args.bootstrap, command=command, primary=primary)
+    except NothingToReport as e:
+        _print_skipped([{"path": s.rel, "reason": s.reason} for s in e.skipped])
+        raise
+    _print_skipped(result["skipped"])
     print(f"report: {Path(args.out) / 'index.html'} ({len(result.get('files', []))} files)")
     return 0
+
+
+def _print_skipped(skipped: list[dict]) -> None:
+    for s in skipped:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
 
 
 def _print_summary(path: Path, metrics: dict) -> None:
@@ -171,6 +181,7 @@ COMMANDS = {"eval": cmd_eval, "run": cmd_run, "ablate": cmd_ablate, "report": cm
 def main(argv: list[str] | None = None) -> int:
     from she_bench.config import ConfigError
     from she_bench.data.schema import DataError
+    from she_bench.report.collect import NothingToReport
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -180,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     console.configure(args.verbose)
     try:
         return COMMANDS[args.command](args)
-    except (DataError, ConfigError, FileNotFoundError, KeyError) as e:
+    except (DataError, ConfigError, NothingToReport, FileNotFoundError, KeyError) as e:
         print(f"she-bench: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like

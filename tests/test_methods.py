@@ -211,6 +211,78 @@ def test_killed_run_resumes_exactly(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6], steps
 
 
+def _main_steps(path: Path) -> list[int]:
+    return [r["step"] for r in map(json.loads, (path / "train_log.jsonl").read_text().splitlines())
+            if r["stage"] == "main" and "event" not in r]
+
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_write_everything_once(tmp_path):
+    """The same run started twice at once into one directory: the second waits for the first, finds the run
+    done and exits 0; the predictions hold the limit's count and the log each step once."""
+    cmd = [sys.executable, "-m", "she_bench.cli", "run", "--method", "grpo", "--benchmark", CARD,
+           "--output-dir", str(tmp_path), *TINY, "eval.limit=8"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert sum("already done" in out for out, _ in outs) == 1
+    assert any("another process holds it" in err for _, err in outs)
+    path = run_dir(tmp_path, "grpo")
+    assert len((path / "predictions.jsonl").read_text().splitlines()) == 8
+    assert _main_steps(path) == [1, 2]
+    assert json.loads((path / "manifest.json").read_text())["attempts"] == 1
+
+
+@pytest.mark.slow
+def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(tmp_path, capsys):
+    """A checkpoint whose weights were cut short is reported in one line, set aside, and training resumes from
+    the checkpoint before it, to the same final model and a log with each step once."""
+    argv = ["run", "--method", "grpo", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, "train.max_steps=4"]
+    assert main(argv) == 0
+    path = run_dir(tmp_path, "grpo")
+    whole = json.loads((path / "manifest.json").read_text())["final_model_hash"]
+    # as if killed while saving checkpoint 4: no final model, no evaluation, the newest checkpoint cut short
+    checkpoints = path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    for name in ("final", "metrics.json", "predictions.jsonl"):
+        target = path / name if name != "final" else checkpoints / name
+        subprocess.run(["rm", "-r", str(target)], check=True)
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "status": "running"}))
+    weights = checkpoints / "checkpoint-4" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "does not load" in line]
+    assert len(err) == 1 and "checkpoint-4 does not load (model.safetensors: " in err[0], err
+    assert err[0].endswith("; resuming from checkpoint-3")
+    assert (checkpoints / "damaged" / "checkpoint-4" / "model.safetensors").stat().st_size == 1000  # kept
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["final_model_hash"] == whole
+    assert _main_steps(path) == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_tensorboard_curves_are_written_under_the_run(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    monkeypatch.setenv("SHE_BENCH_CACHE", str(tmp_path / "cache"))  # the warm start is trained (and logged) here
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["run", "--method", "sft", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY,
+                 "train.report_to=tensorboard"]) == 0
+    path = run_dir(tmp_path, "sft")
+    assert sorted(p.name for p in (path / "tensorboard").iterdir()) == ["main", "warm_start"]
+    elsewhere = [p for root in (path, tmp_path / "cache") for p in root.rglob("events.out.tfevents.*")
+                 if path / "tensorboard" not in p.parents]
+    assert not elsewhere  # not under the trainers' output folders (checkpoints, the warm-start cache)
+    for stage in ("warm_start", "main"):
+        (events,) = (path / "tensorboard" / stage).glob("events.out.tfevents.*")
+        scalars = EventAccumulator(str(events)).Reload().Scalars("train/loss")
+        logged = [r["step"] for r in map(json.loads, (path / "train_log.jsonl").read_text().splitlines())
+                  if r["stage"] == stage and "loss" in r]
+        assert [s.step for s in scalars] == logged  # the same curve as the JSONL log, step for step
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [
     ["train.lora=true", "train.lora_r=4", "reward.grm=generative", "reward.grm_rollouts=1", "reward.grm_epochs=1"],

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 from she_bench.config import PromptConfig
 from she_bench.data.schema import Example
-from she_bench.evaluation.evaluate import prompt_shots, stratified_subset
+from she_bench.data.selection import stratified_subset
+from she_bench.evaluation.evaluate import prompt_shots
 from she_bench.evaluation.metrics import compute_metrics
 from she_bench.reasoning.template import render_prompt
 from she_bench.rewards.verifier import score_output

@@ -342,3 +342,31 @@ def test_grm_quality_table_and_grm_column(report):
     summary = {r["variant"]: r["grm"] for r in read_csv(out / "summary.csv")}
     assert summary == {"grpo": "n/a", "sft": "n/a", "srpo": "oracle (error 0.1)"}
     assert "GRM quality" in (out / "index.html").read_text()
+
+
+def test_report_prints_every_skipped_run_and_its_reason(tmp_path, capsys):
+    from she_bench.cli import main
+
+    good = write_run(tmp_path / "runs", "grpo", "grpo", 0, 0.55)
+    corrupt = write_run(tmp_path / "runs", "srpo", "srpo", 0, 0.9)
+    (corrupt / "metrics.json").write_text('{"overall": ')
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--bootstrap", "50"]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {corrupt.name}: metrics.json: not valid JSON (line 1: Expecting value)" in err, err
+    assert good.name not in err
+
+
+def test_report_without_a_reportable_run_is_an_error(tmp_path, capsys):
+    from she_bench.cli import main
+
+    corrupt = write_run(tmp_path / "runs", "srpo", "srpo", 0, 0.9)
+    (corrupt / "metrics.json").write_text("not json")
+    assert main(["report", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith(f"skipped {corrupt.name}: metrics.json: not valid JSON")
+    assert len(lines) == 2 and lines[1].startswith("she-bench: error: no finished run to report in ")
+    assert "1 run directory skipped" in lines[1]
+    assert not (tmp_path / "out").exists()  # nothing written
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
+    assert "no run directory found" in capsys.readouterr().err

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 from pathlib import Path
 
 from she_bench.data.cards import Benchmark
+from she_bench.data.selection import eval_examples
 from she_bench.engines import build_engine
 from she_bench.evaluation.ceilings import ceilings
 from she_bench.evaluation.conditioning import verdict_auc
@@ -42,29 +42,6 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
     for name in ("head", "tail"):
         out[name] = rates([(ex, s) for ex, s in scored if name in ex.slices])
     return out
-
-
-def stratified_subset(examples: list, at_least: int) -> list:
-    """A query-stratified subset of at least `at_least` pairs: every query keeps the same share of its
-    pairs (rounded up), its first ones in a fixed order by id hash; independent of any run seed."""
-    if at_least >= len(examples):
-        return list(examples)
-    share = at_least / len(examples)
-    by_query: dict[str, list] = {}
-    for ex in examples:
-        by_query.setdefault(ex.query_id, []).append(ex)
-    keep = set()
-    for exs in by_query.values():
-        ranked = sorted(exs, key=lambda e: hashlib.sha256(e.id.encode()).hexdigest())
-        keep.update(e.id for e in ranked[:math.ceil(share * len(exs))])
-    return [ex for ex in examples if ex.id in keep]
-
-
-def eval_examples(benchmark: Benchmark, cfg) -> list:
-    examples = benchmark.splits[cfg.eval.split]
-    if cfg.eval.subset is not None:
-        examples = stratified_subset(examples, cfg.eval.subset)
-    return examples[: cfg.eval.limit] if cfg.eval.limit is not None else examples
 
 
 def prompt_shots(benchmark: Benchmark, cfg) -> list:

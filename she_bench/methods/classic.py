@@ -18,7 +18,7 @@ from collections import Counter
 
 import numpy as np
 
-from she_bench.evaluation.evaluate import eval_examples
+from she_bench.data.selection import eval_examples
 from she_bench.methods import METHODS
 
 TOKEN = re.compile(r"[a-z0-9]+")

@@ -15,13 +15,15 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 from she_bench import console
 
 from she_bench.config import Config
 from she_bench.data.cards import Benchmark
 from she_bench.data.schema import Example
-from she_bench.runs import Run
+from she_bench.models import loads, set_aside, unreadable
+from she_bench.runs import Run, process_state
 
 LOG_KEYS = {  # TRL log name -> train_log.jsonl name
     "loss": "loss", "reward": "reward_mean", "reward_std": "reward_std", "frac_reward_zero_std": "zero_std_groups",
@@ -55,23 +57,15 @@ class Context:
         return self.checkpoint_dir or self.run.path / "checkpoints"
 
 
-def process_state():
-    """accelerate's process state; on CPU it must be told so, or a multi-process launch runs
-    each process alone instead of data-parallel over gloo."""
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available())
-
-
 def device_kwargs() -> dict:
     cuda = torch.cuda.is_available()
     return {"use_cpu": not cuda, "bf16": cuda and torch.cuda.is_bf16_supported()}
 
 
 def trainer_args(cls, cfg: Config, out_dir: Path, **kw):
-    """TRL config with the settings every method shares (no hub, no external loggers, safetensors)."""
+    """TRL config with the settings every method shares (no hub, safetensors; TensorBoard if train.report_to)."""
     base = dict(
-        output_dir=str(out_dir), seed=cfg.seed, data_seed=cfg.seed, report_to="none", logging_steps=1,
+        output_dir=str(out_dir), seed=cfg.seed, data_seed=cfg.seed, report_to=cfg.train.report_to, logging_steps=1,
         save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=cfg.train.keep_checkpoints, save_only_model=False,
         disable_tqdm=False, dataloader_num_workers=0, remove_unused_columns=False, **device_kwargs(),
     )
@@ -159,15 +153,30 @@ class StageProgress(TrainerCallback):
 
 
 def last_checkpoint(out_dir: Path) -> str | None:
-    cks = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    return str(cks[-1]) if cks else None
+    """The newest checkpoint in out_dir whose files load; newer ones that do not are set aside (damaged/)."""
+    cks = sorted((p for p in out_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                 key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    damaged = []
+    for ck in cks:
+        reason = unreadable(ck, "trainer_state.json")
+        if reason is None:
+            break
+        damaged.append((ck, reason))
+    resume = cks[len(damaged)] if len(damaged) < len(cks) else None
+    for ck, reason in damaged:
+        set_aside(ck, reason, f"; resuming from {resume.name if resume else 'the start'}")
+    return str(resume) if resume else None
 
 
 def train_once(out_dir: Path, build_trainer: Callable, ctx: Context | None = None) -> Path:
     """out_dir/final: trained by the trainer `build_trainer()` makes, resuming from out_dir's newest
-    checkpoint, unless a finished training is already there (then nothing is built)."""
+    checkpoint, unless a finished training is already there (then nothing is built). Finished means a
+    final folder that loads: train_and_save renames it into place only once whole, and one damaged since
+    is set aside and trained again."""
     final = out_dir / "final"
-    if (final / "config.json").exists():
+    with process_state().main_process_first():  # rank 0 sets a damaged one aside; the others then agree
+        done = loads(final)
+    if done:
         return final
     return train_and_save(build_trainer(), out_dir, final, ctx)
 
@@ -189,6 +198,11 @@ def seeded_sample(ctx: Context, n: int) -> list:
     return examples[:n]
 
 
+def tensorboard_dir(ctx: Context) -> Path:
+    """Where a stage's TensorBoard event files go: <run>/tensorboard/<stage> (warm_start, grm, main, 1-head, ...)."""
+    return ctx.run.path / "tensorboard" / ctx.stage.replace(":", "-")
+
+
 def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None = None) -> Path:
     """Train (resuming from the newest checkpoint in out_dir), then save the final model as
     safetensors, LoRA merged, via a temporary folder so a kill never leaves half a model.
@@ -196,7 +210,12 @@ def train_and_save(trainer, out_dir: Path, final_dir: Path, ctx: Context | None 
     if not console.VERBOSE and ctx is not None:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(StageProgress(ctx))
-    resume = last_checkpoint(out_dir)
+    if ctx is not None:  # TensorBoard's curves go beside the run's other files, not under the trainer's output
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback):
+                callback.logging_dir = str(tensorboard_dir(ctx))
+    with process_state().main_process_first():  # rank 0 sets damaged checkpoints aside; the others then agree
+        resume = last_checkpoint(out_dir)
     if ctx is not None:  # the steps after the checkpoint are trained, and logged, again
         ctx.run.cut_log(ctx.stage, int(resume.rsplit("-", 1)[1]) if resume else 0)
     trainer.train(resume_from_checkpoint=resume)

@@ -21,7 +21,6 @@ from she_bench.methods.common import (
     Context,
     JsonlLog,
     lora_config,
-    process_state,
     seeded_sample,
     train_once,
     trainer_args,
@@ -29,7 +28,7 @@ from she_bench.methods.common import (
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.template import gold_rationale, render_prompt
-from she_bench.runs import is_main_process
+from she_bench.runs import is_main_process, process_state
 
 
 def build_pairs(ctx: Context, init: Path) -> list[dict]:

@@ -18,9 +18,9 @@ import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from she_bench.methods.common import Context, process_state, seeded_sample
+from she_bench.methods.common import Context, seeded_sample
 from she_bench.methods.rollouts import sample_rollouts
-from she_bench.runs import is_main_process, write_json
+from she_bench.runs import is_main_process, process_state, write_json
 
 
 def stratum_of(ex, key: str) -> str:

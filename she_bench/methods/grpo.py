@@ -24,13 +24,13 @@ from she_bench.methods.common import (
     Context,
     JsonlLog,
     lora_config,
-    process_state,
     train_once,
     trainer_args,
 )
 from she_bench.models import load_model, load_tokenizer
 from she_bench.reasoning.template import render_prompt
-from she_bench.rewards.verifier import FORMAT_MODES, check, outcome_reward, shaped_outcome, well_formed
+from she_bench.rewards.verifier import check, outcome_reward, shaped_outcome, well_formed
+from she_bench.runs import process_state
 
 
 class OutcomeReward:
@@ -41,8 +41,6 @@ class OutcomeReward:
     __name__ = "outcome"
 
     def __init__(self, examples, labels: list[str], reward_cfg):
-        if reward_cfg.format not in FORMAT_MODES:
-            raise ConfigError(f"reward.format: unknown mode '{reward_cfg.format}' (known: {', '.join(FORMAT_MODES)})")
         self.by_id = {ex.id: ex for ex in examples}
         self.labels, self.cfg = labels, reward_cfg
         self.last_examples, self.last_parsed, self.last_verdicts, self.last_rewards, self.last_correct = [], [], [], [], []

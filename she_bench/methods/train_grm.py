@@ -27,13 +27,13 @@ from she_bench.locks import file_lock
 from she_bench.methods.common import Context, config_hash, in_stage, seeded_sample
 from she_bench.methods.rollouts import sample_rollouts
 from she_bench.methods.sft import run_sft
-from she_bench.models import cache_dir, load_tokenizer, model_hash
+from she_bench.models import cache_dir, load_tokenizer, model_hash, unreadable
 from she_bench.reasoning.parser import Parsed, parse
 from she_bench.reasoning.template import gold_rationale, with_rationale
 from she_bench.reasoning.verdicts import split_verdict
 from she_bench.rewards.grm import GENERATIVE_ANSWERS, answer_token_ids, check_prompt
 from she_bench.rewards.verifier import _pairs, step_matches
-from she_bench.runs import write_json
+from she_bench.runs import is_main_process, process_state, write_json
 
 HELDOUT_SHARE = 0.2
 """Share of the GRM's sampled prompts whose rollouts are held out for its threshold and quality."""
@@ -159,6 +159,10 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
                       cfg.reward.grm_epochs, cfg.rl.temperature, cfg.seed, answers, "balanced")
     out_dir = cache_dir() / "grm" / f"{ctx.bench.name}-{key}"
     record_path = out_dir / "record.json"
+    if record_path.exists() and unreadable(out_dir / "final", "config.json", "*.safetensors") is None:
+        # whole already, no lock needed: after training rank 0 alone scores the GRM (pipeline.grm_quality), where a
+        # data-parallel lock would wait for ranks that have finished
+        return out_dir / "final"
     with in_stage(ctx, "grm"), file_lock(out_dir, collective=True):
         data: dict = {}
 
@@ -168,7 +172,9 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
 
         final = run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=rows)
         if not record_path.exists():
-            if "heldout" not in data:  # trained before, killed before its record: rebuild the data (cached rollouts)
-                rows()
-            write_json(record_path, {**data["record"], **measure(final, data["heldout"], ctx.bench.labels, answers)})
+            if is_main_process():
+                if "heldout" not in data:  # trained before, killed before its record: rebuild the data (cached rollouts)
+                    rows()
+                write_json(record_path, {**data["record"], **measure(final, data["heldout"], ctx.bench.labels, answers)})
+            process_state().wait_for_everyone()  # every rank reads the same threshold
     return final

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from she_bench.report import aggregate as agg
 from she_bench.report import tables as tb
-from she_bench.report.collect import RunData, collect, group
+from she_bench.report.collect import NothingToReport, RunData, collect, group
 from she_bench.report.html import page
 from she_bench.report.plots import PLOTS, write_plots
 
@@ -39,7 +39,8 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
                  command: str | list[str] | None = None, primary: list | None = None) -> dict:
     """Report on `run_dirs` (run directories, or folders searched for them) into `out_dir`.
 
-    Only runs whose manifest status is "done" are reported (the others are listed with the reason);
+    Only runs whose manifest status is "done" are reported (the others are listed with the reason; with none
+    left, NothingToReport is raised before anything is written);
     runs are grouped into variants by (benchmark, name), seeds being the replicates. `primary` lists the
     (variant, versus) comparisons declared in advance (Holm within them); every other variant is compared
     with `baseline` as exploratory. Intervals and p-values come from report.stats.crossed (seeds and
@@ -47,11 +48,16 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
     `command` (optional) is shown in the HTML header. Returns the numbers written to report.json,
     with ``files``: every file written, sorted.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(command, (list, tuple)):
         command = shlex.join(str(c) for c in command)
     runs, skipped = collect([Path(p) for p in run_dirs])
+    if not runs:
+        where = ", ".join(map(str, run_dirs))
+        raise NothingToReport(f"no finished run to report in {where}: " + (
+            f"{len(skipped)} run director{'y' if len(skipped) == 1 else 'ies'} skipped" if skipped
+            else "no run directory found"), skipped)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     groups = group(runs)
     keys = agg.ordered_keys(groups, baseline)
 
@@ -77,8 +83,6 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
         "grm": tb.grm_table(grm),
         "entropy": tb.entropy_table(entropy),
     }
-    if not runs:
-        tables["summary"].notes.append("No finished run found.")
     if power:
         tables["summary"].notes.insert(0, "Power: " + tb.power_line(power))
     prov_table, skipped_table = tb.provenance_table(prov), tb.skipped_table(skipped_rows)

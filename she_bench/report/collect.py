@@ -42,6 +42,14 @@ class Skipped:
     reason: str
 
 
+class NothingToReport(ValueError):
+    """No run directory given holds a reportable run; `skipped` says why each was left out."""
+
+    def __init__(self, message: str, skipped: list[Skipped]):
+        super().__init__(message)
+        self.skipped = skipped
+
+
 def find_run_dirs(paths: list[Path]) -> list[Path]:
     """Each path is a run directory (it holds manifest.json) or a folder searched for them."""
     found = set()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from she_bench.config import ConfigError
+from she_bench.config import MIXING_MODES, ConfigError
 from she_bench.data.schema import STEP_TITLES, STEPS, Example
 from she_bench.reasoning.parser import Parsed
 from she_bench.reasoning.template import render_item
@@ -171,7 +171,7 @@ def hybrid_step_rewards(verifier: list[dict[str, bool | None]], grm: list[dict[s
     verifier_first: the verifier where it has a verdict, else the GRM; weighted: their weighted
     average where both score, else whichever does; verifier_only / grm_only: one source.
     """
-    if mixing not in ("verifier_first", "weighted", "verifier_only", "grm_only"):
+    if mixing not in MIXING_MODES:
         raise ValueError(f"unknown reward mixing '{mixing}'")
     out = []
     for ver, g in zip(verifier, grm):

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 
+from she_bench.config import FORMAT_MODES
 from she_bench.data.schema import STEPS, Example
 from she_bench.reasoning.parser import Parsed, normalize_label, parse
 from she_bench.reasoning.verdicts import VERDICT_STEPS, verdict_correct
-
-FORMAT_MODES = ("gate", "penalty", "off")
 
 
 def _pairs(text: str) -> dict[str, str] | None:
