@@ -77,9 +77,11 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
     grid = suite.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError(f"{path}: field 'grid' must map dotted keys to non-empty lists of values")
-    together = suite.get("cells") or [{}]
-    if not isinstance(together, list) or not all(isinstance(c, dict) and c for c in together):
+    together = suite.get("cells")
+    if together is not None and (not isinstance(together, list) or not together
+                                 or not all(isinstance(c, dict) and c for c in together)):
         raise ConfigError(f"{path}: field 'cells' must list non-empty mappings of dotted keys to values")
+    together = together or [{}]
     cells = [{**dict(zip(grid, values)), **{str(k): v for k, v in extra.items()}}
              for values in itertools.product(*grid.values()) for extra in together]
     out = output_dir or suite.get("output_dir", "runs")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from she_bench.data.cards import load_benchmark
-from she_bench.evaluation.grm_quality import MIN_WRONG, first_error_f1, step_rates
+from she_bench.rewards.judge_quality import MIN_WRONG, best_threshold, first_error_f1, step_rates
 from she_bench.methods import train_grm
-from she_bench.methods.train_grm import best_threshold, realistic_edit, vocabulary
+from she_bench.methods.train_grm import realistic_edit, vocabulary
 from she_bench.rewards.verifier import step_matches
 
 CARD = str(Path(__file__).parent / "fixtures" / "toyshop-tiny.yaml")

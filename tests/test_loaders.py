@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -49,9 +48,7 @@ US150_DIR = Card.from_yaml(find_card("esci-us-150")).resolve_data_dir()
 
 @pytest.mark.skipif(not US150_DIR.is_dir(), reason=f"esci-us-150 data not present at {US150_DIR} (/work/shared absent)")
 def test_esci_us_150_join_facts():
-    start = time.perf_counter()
     bench = load_benchmark("esci-us-150")
-    elapsed = time.perf_counter() - start
     exs = all_examples(bench)
     assert len(exs) == 6678
     assert len({ex.query_id for ex in exs}) == 150
@@ -71,7 +68,6 @@ def test_esci_us_150_join_facts():
         assert ("head" in ex.slices) != ("tail" in ex.slices)
         assert f"type:{ex.query_type}" in ex.slices
         assert ex.item["title"]
-    assert elapsed < 5, f"loading esci-us-150 took {elapsed:.1f} s"
 
 
 # ---------------------------------------------------------------- fixtures load out of the box

@@ -205,5 +205,8 @@ def test_withheld_rationales_reach_no_sft_target(tmp_path, monkeypatch):
     assert pairs and all(by_id[p["example_id"]].rationale and p["chosen_is_gold"] for p in pairs)
 
     monkeypatch.setattr(train_grm, "sample_rollouts", lambda ctx, model, examples, k, desc="": [[] for _ in examples])
-    grm = train_grm.grm_rows(ctx, tmp_path)  # no rollouts: every row is a gold row
-    assert len(grm) == sum(len(ex.steps) for ex in train if ex.rationale) > 0
+    _, _, record = train_grm.grm_data(ctx, tmp_path)  # no rollouts: every right row is a gold row
+    held = round(train_grm.HELDOUT_SHARE * len(train))
+    fitted = train_grm.seeded_sample(ctx, len(train))[held:]
+    assert sum(c["right"] + c["dropped_right"] for c in record["trained_on"].values()) == sum(
+        len(ex.steps) for ex in fitted if ex.rationale) > 0

@@ -10,7 +10,7 @@ step; another verdict in a comparison step: a wrong relation, a wrong match; ano
 checked wrong by the verifier; where it has more wrong than right, wrong ones are dropped at random.
 
 A fifth of the sampled prompts is held out: their rollouts (real steps only) choose the GRM's decision
-threshold (the one that maximises the F1 of "wrong") and measure its quality (evaluation/grm_quality.py).
+threshold (the one that maximises the F1 of "wrong") and measure its quality (rewards/judge_quality.py).
 What it was trained on (right, wrong, synthetic, dropped per step), its threshold and its held-out
 quality go to `record.json` beside the model. The result is cached by the hash of the warm start, the
 data and the GRM settings.
@@ -125,22 +125,10 @@ def grm_data(ctx: Context, init: Path) -> tuple[list[dict], list[tuple[dict, lis
     return rows, heldout, {"trained_on": record, "heldout_prompts": n_held, "heldout_chains": len(heldout)}
 
 
-def best_threshold(pairs: list[tuple[bool, float]]) -> float:
-    """The threshold (a score below it reads as wrong) with the highest F1 of "wrong" on `pairs` of
-    (truly wrong, score); 0.5 when there is no wrong example to choose it by."""
-    from she_bench.evaluation.grm_quality import step_rates
-
-    if not any(t for t, _ in pairs):
-        return 0.5
-    scores = sorted({s for _, s in pairs})
-    cuts = [(a + b) / 2 for a, b in zip(scores, scores[1:])] + [scores[-1] + 1e-6]
-    return round(max(cuts, key=lambda c: (step_rates(pairs, c)["f1_wrong"] or 0.0, -abs(c - 0.5))), 6)
-
-
 def measure(grm_path: Path, heldout, labels: list[str], answers) -> dict:
     """Threshold and quality of a trained GRM on its held-out chains."""
-    from she_bench.evaluation.grm_quality import judge_quality
     from she_bench.rewards.grm import GenerativeGRM
+    from she_bench.rewards.judge_quality import best_threshold, judge_quality
 
     grm = GenerativeGRM(grm_path, answers=answers, threshold=0.5)
     scores = grm.score([ex for ex, _, _ in heldout], [p for _, p, _ in heldout]) if heldout else []

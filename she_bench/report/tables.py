@@ -253,7 +253,7 @@ class Budget:
 
 
 def grm_table(rows: list[dict]) -> Table:
-    from she_bench.evaluation.grm_quality import MIN_WRONG
+    from she_bench.rewards.judge_quality import MIN_WRONG
 
     cols = [_BENCH, _VARIANT, ("grm", "GRM"), ("source", "Judged"), ("n_seeds", "n seeds"), ("threshold", "Threshold")]
     for s in STEPS:
