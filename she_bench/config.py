@@ -243,6 +243,10 @@ class RewardConfig:
     """generative GRM: sampled rollouts (>= 1) per train prompt that the verifier labels for its training."""
     grm_prompts: int = accepts(at_least(1), 600)
     """generative GRM: train prompts (>= 1, a seeded sample) whose rollouts make its training data."""
+    grm_min_auroc: float = accepts(within(0, 1), 0.7)
+    """generative GRM trained here: a run stops, in one line, when the GRM's held-out AUROC on a step it scores
+    in this run is below this (in [0, 1]; 0 runs with any GRM). Steps with too few wrong examples to measure are
+    not held against it."""
     mixing: str = accepts(one_of(*MIXING_MODES), "verifier_first")
     """verifier_first, weighted, verifier_only or grm_only."""
     mix_weight: float = accepts(within(0, 1), 0.5)
@@ -345,9 +349,10 @@ class Config:
         # options added after runs existed leave a run's identity unchanged at their defaults
         if d["prompt"] == dataclasses.asdict(PromptConfig()):
             d.pop("prompt")
-        for key, default in (("subset", None), ("conditioning", True)):
-            if d["eval"][key] == default:
-                d["eval"].pop(key)
+        for section, key, default in (("eval", "subset", None), ("eval", "conditioning", True),
+                                      ("reward", "grm_min_auroc", 0.7)):
+            if d[section][key] == default:
+                d[section].pop(key)
         if not d["card"]:
             d.pop("card")
         for key in [k for k in d["rl"] if k.endswith("vllm") or k.startswith("vllm_")]:

@@ -164,7 +164,7 @@ def grm_quality(ctx, init: Path) -> dict | None:
     """How well the run's GRM judged the final policy's own outputs (None: no GRM in the reward)."""
     from she_bench.evaluation.grm_quality import grm_agreement
     from she_bench.methods.srpo import build_grm
-    from she_bench.rewards.grm import grm_label, uses_grm
+    from she_bench.rewards.grm import grm_label, trained_record, uses_grm
 
     cfg = ctx.cfg
     if not uses_grm(cfg.method, cfg.reward.mixing):
@@ -172,5 +172,9 @@ def grm_quality(ctx, init: Path) -> dict | None:
     r = cfg.reward
     grm = build_grm(ctx, init, seed_offset=1)
     examples = {ex.id: ex for ex in ctx.bench.splits[cfg.eval.split]}
-    return grm_agreement(grm, examples, read_jsonl(ctx.run.path / "predictions.jsonl"), ctx.bench.labels,
-                         grm_label(r.grm, r.grm_error_rate, r.grm_model))
+    out = grm_agreement(grm, examples, read_jsonl(ctx.run.path / "predictions.jsonl"), ctx.bench.labels,
+                        grm_label(r.grm, r.grm_error_rate, r.grm_model))
+    record = trained_record(grm.scorer.model_path) if hasattr(grm, "scorer") else None
+    if record is not None:  # a GRM trained here: what it was trained on, its threshold, its held-out quality
+        out["heldout"] = record
+    return out

@@ -117,10 +117,38 @@ def build_grm(ctx: Context, init: Path, seed_offset: int = 0):
         from she_bench.methods.train_grm import train_generative_grm
 
         path = Path(cfg.grm_model) if cfg.grm_model else train_generative_grm(ctx, base)
+        if not cfg.grm_model:
+            check_grm_quality(ctx, path)
         return kind(model_path=path, answers=answers)
     from she_bench.models import resolve_model
 
     return kind(model_path=resolve_model(cfg.grm_model or str(base)), answers=answers)
+
+
+def grm_scored_steps(ctx: Context) -> list[str]:
+    """The steps whose step reward comes from the GRM in this run (where the verifier has no verdict)."""
+    r = ctx.cfg.reward
+    rewarded = [s for s in STEPS if r.judgment_step_reward or s != "relevance_judgment"]
+    if r.mixing in ("grm_only", "weighted"):
+        return rewarded
+    verified = [s for s in ctx.bench.card.annotated_steps if r.verifier_steps is None or s in r.verifier_steps]
+    return [s for s in rewarded if s not in verified]
+
+
+def check_grm_quality(ctx: Context, path: Path) -> None:
+    """Stop, in one line, when the trained GRM's held-out AUROC on a step it scores here is below
+    reward.grm_min_auroc: a GRM that cannot tell right from wrong steps turns step rewards into noise."""
+    from she_bench.config import ConfigError
+    from she_bench.rewards.grm import trained_record
+
+    floor = ctx.cfg.reward.grm_min_auroc
+    steps = (trained_record(path) or {}).get("heldout", {}).get("steps", {})
+    weak = {s: steps[s]["auroc"] for s in grm_scored_steps(ctx)
+            if (steps.get(s) or {}).get("auroc") is not None and steps[s]["auroc"] < floor}
+    if weak:
+        shown = ", ".join(f"{s} {a:.3f}" for s, a in weak.items())
+        raise ConfigError(f"the trained GRM ({path}) judges held-out steps at AUROC {shown}, below reward.grm_min_auroc "
+                          f"{floor:g}: its step rewards would be noise (reward.grm_min_auroc=0 runs anyway)")
 
 
 @METHODS.register("srpo")

@@ -84,6 +84,7 @@ class _LMScorer:
     def __init__(self, model_path, answers: tuple[str, str], batch_size: int = 64, where: str = "GRM"):
         from she_bench.models import load_model, load_tokenizer
 
+        self.model_path = model_path
         self.tokenizer = load_tokenizer(model_path)
         self.yes_id, self.no_id = answer_token_ids(self.tokenizer, answers, f"{where} ({model_path})")
         self.model = load_model(model_path).eval()
