@@ -76,6 +76,16 @@ def test_data_describe_prints_the_ceilings(capsys):
 
 # ---------------------------------------------------------------- the verdict AUC
 
+class _Cache:
+    """What a real model's cache offers the conditioning code: the ids read so far, per row."""
+
+    def __init__(self, rows: list[list[int]]):
+        self.rows = rows
+
+    def batch_select_indices(self, indices):
+        self.rows = [self.rows[i] for i in indices.tolist()]
+
+
 class _Fake(torch.nn.Module):
     """A causal LM stand-in: with `gold` (a set of token-id sequences) it puts its mass on the token that
     continues a gold sequence (it 'copies the gold'); without, its logits are the same for every input."""
@@ -88,17 +98,26 @@ class _Fake(torch.nn.Module):
             for t in range(1, len(ids)):
                 self.next[tuple(ids[:t])] = ids[t]
 
-    def forward(self, input_ids, attention_mask, position_ids=None, logits_to_keep=0):
+    def forward(self, input_ids, attention_mask, position_ids=None, logits_to_keep=0, use_cache=False, cache=None):
         b, t = input_ids.shape
+        before = cache.rows if cache is not None else [[] for _ in range(b)]
+        new_mask = attention_mask[:, -t:]
         logits = self.bias.expand(b, t, self.vocab).clone()
+        rows = []
         for row in range(b):
-            ids = input_ids[row][attention_mask[row].bool()].tolist()
-            start = t - len(ids)
-            for j in range(len(ids)):
-                nxt = self.next.get(tuple(ids[:j + 1]))
-                if nxt is not None:
-                    logits[row, start + j, nxt] = 20.0
-        return type("Out", (), {"logits": logits[:, -logits_to_keep:] if logits_to_keep else logits})()
+            ids = input_ids[row].tolist()
+            seen = list(before[row])
+            for j in range(t):
+                if new_mask[row, j]:
+                    seen.append(ids[j])
+                    nxt = self.next.get(tuple(seen))
+                    if nxt is not None:
+                        logits[row, j, nxt] = 20.0
+            rows.append(seen)
+        out = {"logits": logits[:, -logits_to_keep:] if logits_to_keep else logits}
+        if use_cache:
+            out["cache"] = _Cache(rows)
+        return type("Out", (dict,), {"logits": property(lambda self: self["logits"])})(out)
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +229,26 @@ def test_withheld_rationales_reach_no_sft_target(tmp_path, monkeypatch):
     fitted = train_grm.seeded_sample(ctx, len(train))[held:]
     assert sum(c["right"] + c["dropped_right"] for c in record["trained_on"].values()) == sum(
         len(ex.steps) for ex in fitted if ex.rationale) > 0
+
+
+def test_reading_the_prefix_once_gives_the_full_pass_log_probabilities(tiny):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from she_bench.evaluation.conditioning import candidate_logprobs
+
+    bench, tok = tiny
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=tok.pad_token_id)).eval()
+    examples = bench.splits["test"][:5]
+    prefixes = [verdict_prefix(ex, "category_matching", render_prompt(ex, bench.labels, tok), bench.labels)[0] for ex in examples]
+    cands = [[" same\n", " same group\n", " unrelated\n"]] * len(prefixes)
+    fast = candidate_logprobs(model, tok, prefixes, cands, batch_size=2)
+    with torch.no_grad():
+        for prefix, row, got in zip(prefixes, cands, fast):
+            for cand, value in zip(row, got):
+                head = tok(prefix, add_special_tokens=False)["input_ids"]
+                full = tok(prefix + cand, add_special_tokens=False)["input_ids"]
+                logp = torch.log_softmax(model(torch.tensor([full])).logits[0], -1)
+                want = sum(float(logp[t - 1, full[t]]) for t in range(len(head), len(full)))
+                assert abs(value - want) < 1e-4

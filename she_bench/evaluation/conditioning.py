@@ -4,7 +4,7 @@ For each evaluated pair and each verdict step with a gold verdict (reasoning/ver
 reads the gold prefix: the prompt, the gold steps before it, and the gold step up to its verdict
 ('3. Category matching: boots vs sandals:'). Each candidate verdict is scored by its sequence
 log-probability after that prefix, the line's end included (so 'same' is not scored as the start of
-'same group'), one forward pass per candidate; the candidates' probabilities
+'same group'): the prefix is read once and every candidate continues from its cache; the candidates' probabilities
 (softmax over their log-probabilities) are compared with the gold by AUC, one-vs-rest per verdict value
 and macro-averaged where a step has more than two candidates.
 
@@ -53,30 +53,54 @@ def verdict_prefix(ex, step: str, prompt: str, labels: list[str]) -> tuple[str, 
     return prompt + "\n".join(lines[:k] + [head]), cut.value
 
 
+def _split_tokens(tokenizer, prefix: str, continuation: str) -> tuple[list[int], list[int]]:
+    """The jointly tokenized text cut where the continuation starts (by character offsets, so a merge across
+    the boundary is scored as the model reads it): (prefix ids, continuation ids)."""
+    enc = tokenizer(prefix + continuation, add_special_tokens=False, return_offsets_mapping=True)
+    ids, ends = enc["input_ids"], [e for _, e in enc["offset_mapping"]]
+    cut = next((i for i, e in enumerate(ends) if e > len(prefix)), len(ids))
+    return ids[:cut], ids[cut:]
+
+
 @torch.no_grad()
-def sequence_logprobs(model, tokenizer, prefixes: list[str], continuations: list[str], batch_size: int = 64,
-                      device: str = "cpu") -> list[float]:
-    """log P(continuation | prefix) for each pair. The continuation's tokens are found by character offsets in
-    the jointly tokenized text (a merge across the boundary is scored as the model reads it). Rows are
-    left-padded with explicit positions, so every continuation ends the row and only its last positions'
-    logits are computed."""
-    tokenizer.padding_side = "left"
-    out: list[float] = []
+def candidate_logprobs(model, tokenizer, prefixes: list[str], candidates: list[list[str]], batch_size: int = 64,
+                       device: str = "cpu") -> list[list[float]]:
+    """log P(candidate | prefix) for each prefix and each of its candidates. The prefix is read once and its
+    cache extended by every candidate (one pass for the prefix, one for all its candidates together):
+    the same log-probabilities as a full pass per candidate."""
+    pad = tokenizer.pad_token_id
+    out: list[list[float]] = []
     for start in range(0, len(prefixes), batch_size):
-        chunk = prefixes[start:start + batch_size]
-        texts = [p + c for p, c in zip(chunk, continuations[start:start + batch_size])]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False, return_offsets_mapping=True)
-        ends = enc.pop("offset_mapping")[..., 1]
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        cont = (ends > torch.tensor([len(p) for p in chunk]).unsqueeze(1)) & mask.bool()
-        keep = int(cont.sum(1).max()) + 1
+        split = [[_split_tokens(tokenizer, p, c) for c in cands]
+                 for p, cands in zip(prefixes[start:start + batch_size], candidates[start:start + batch_size])]
+        heads = [s[0][0] for s in split]
+        if any(h != head for s, h in zip(split, heads) for head, _ in s):  # a candidate changed the prefix's tokens
+            raise ValueError("a candidate verdict merged with its prefix's last token; no shared prefix to read once")
+        width = max(len(h) for h in heads)
+        ids = torch.tensor([[pad] * (width - len(h)) + h for h in heads])
+        mask = torch.tensor([[0] * (width - len(h)) + [1] * len(h) for h in heads])
         positions = (mask.cumsum(1) - 1).clamp(min=0)
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       logits_to_keep=keep).logits[:, -keep:]
-        logp = torch.log_softmax(logits[:, :-1].float(), -1)
-        target = ids[:, -(keep - 1):].to(device)
-        picked = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        out += (picked * cont[:, -(keep - 1):].to(device)).sum(1).tolist()
+        first = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                      use_cache=True, logits_to_keep=1)
+        name = "cache" if "cache" in first else "past_key_values"  # transformers >= 5.24 calls it cache
+        cache, first_logp = first[name], torch.log_softmax(first.logits[:, -1].float(), -1)
+        rows = [i for i, s in enumerate(split) for _ in s]
+        tails = [t for s in split for _, t in s]
+        cache.batch_select_indices(torch.tensor(rows, device=device))
+        length = max(len(t) for t in tails)
+        tail_ids = torch.tensor([t + [pad] * (length - len(t)) for t in tails])
+        tail_mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in tails])
+        full_mask = torch.cat([mask[rows], tail_mask], 1)
+        tail_pos = mask[rows].sum(1, keepdim=True) + torch.arange(length).unsqueeze(0)
+        logits = model(input_ids=tail_ids.to(device), attention_mask=full_mask.to(device), position_ids=tail_pos.to(device),
+                       use_cache=False, **{name: cache}).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], -1) if length > 1 else None
+        scores = first_logp[rows].gather(1, tail_ids[:, :1].to(device)).squeeze(1)
+        if logp is not None:
+            rest = logp.gather(-1, tail_ids[:, 1:].unsqueeze(-1).to(device)).squeeze(-1)
+            scores = scores + (rest * tail_mask[:, 1:].to(device)).sum(1)
+        flat = iter(scores.tolist())
+        out += [[next(flat) for _ in s] for s in split]
     return out
 
 
@@ -110,7 +134,7 @@ def verdict_auc(model, tokenizer, examples, train, labels: list[str], prompt_cfg
     candidates = candidate_sets(train, labels)
     out = {}
     for step in VERDICT_STEPS:
-        jobs, items, skipped = [], [], 0
+        prefixes, items, skipped = [], [], 0
         for ex in examples:
             got = verdict_prefix(ex, step, render_prompt(ex, labels, tokenizer, prompt_cfg), labels)
             if got is None:
@@ -122,12 +146,13 @@ def verdict_auc(model, tokenizer, examples, train, labels: list[str], prompt_cfg
                 skipped += 1
                 continue
             items.append((ex, gold, cands, (cut.key, ex.query_type)))
-            jobs += [(prefix, f" {c}\n") for c in cands]  # with the line's end: a whole verdict, not a prefix of one
+            prefixes.append(prefix)
         if not items:
             continue
-        scores = iter(sequence_logprobs(model, tokenizer, [p for p, _ in jobs], [c for _, c in jobs], batch_size, device))
-        probs = [dict(zip(cands, torch.tensor([next(scores) for _ in cands]).softmax(0).tolist()))
-                 for _, _, cands, _ in items]
+        # each candidate with the line's end: a whole verdict, not the start of a longer one
+        scores = candidate_logprobs(model, tokenizer, prefixes, [[f" {c}\n" for c in it[2]] for it in items],
+                                    batch_size, device)
+        probs = [dict(zip(cands, torch.tensor(lp).softmax(0).tolist())) for (_, _, cands, _), lp in zip(items, scores)]
 
         def auc(idx):
             return grouped_auc([items[i][3] for i in idx], [items[i][1] for i in idx], [probs[i] for i in idx])
