@@ -68,3 +68,28 @@ def test_grid_cells_are_named_runs_whose_commands_resolve_to_the_same_config(tmp
     bad.write_text(yaml.safe_dump({"recipes": ["grpo"], "grid": {"train.lr": 0.1}}))
     with pytest.raises(ConfigError, match="grid"):
         load_suite(bad)
+
+
+def test_cells_set_keys_together_and_card_options_sweep_like_config_keys(tmp_path):
+    cells = [{"card.rationale_share": 0.5, "warm_start.epochs": 2}, {"card.rationale_share": 0.25, "warm_start.epochs": 4}]
+    jobs = load_suite(write_suite(tmp_path, recipes=["sft"], seeds=[0], cells=cells,
+                                  grid={"card.options.n_train": [32, 48]}))
+    assert len(jobs) == 4  # grid x cells
+    got = {(j.run.cfg.card["options"]["n_train"], j.run.cfg.card["rationale_share"], j.run.cfg.warm_start.epochs) for j in jobs}
+    assert got == {(32, 0.5, 2.0), (32, 0.25, 4.0), (48, 0.5, 2.0), (48, 0.25, 4.0)}
+    assert len({j.run.path for j in jobs}) == 4
+    for j in jobs:  # the emitted command gives the same run
+        args = build_parser().parse_args(shlex.split(emit([j]))[1:])
+        from she_bench.cli import config_from_args
+
+        assert config_from_args(args, args.method, recipe=args.method).hash() == j.run.cfg.hash()
+    with pytest.raises(ConfigError, match="cells"):
+        load_suite(write_suite(tmp_path, cells=[{}]))
+    with pytest.raises(Exception, match="rationale_share"):  # a card value out of range is refused like any other
+        load_benchmark_for(jobs[0], {"rationale_share": 2.0})
+
+
+def load_benchmark_for(job, card):
+    from she_bench.data.cards import load_benchmark
+
+    return load_benchmark(job.run.cfg.benchmark, None, card)
