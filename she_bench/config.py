@@ -97,7 +97,7 @@ class EvalConfig:
     """Sampling temperature (> 0) for `eval.samples` (None: rl.temperature, the training temperature)."""
     conditioning: bool = True
     """Teacher-forced AUC of each verdict against the gold (evaluation/conditioning.py): does the policy's verdict
-    depend on the input? One forward pass per candidate verdict of each evaluated pair."""
+    depend on the input? Each evaluated pair's gold prefix is read once, each candidate verdict continues it."""
     subset: int | None = accepts(at_least(1), None)
     """Evaluate a fixed, query-stratified subset of at least this many (>= 1) pairs of the split (every query keeps
     the same share of its pairs, rounded up; the same subset for every run and seed). None: the whole split."""
