@@ -252,3 +252,28 @@ def test_reading_the_prefix_once_gives_the_full_pass_log_probabilities(tiny):
                 logp = torch.log_softmax(model(torch.tensor([full])).logits[0], -1)
                 want = sum(float(logp[t - 1, full[t]]) for t in range(len(head), len(full)))
                 assert abs(value - want) < 1e-4
+
+
+def test_the_warm_start_cache_key_covers_template_pool_and_share(tmp_path, monkeypatch):
+    """A changed template, pool or rationale share is never served an old warm start."""
+    from she_bench.config import make_config
+    from she_bench.methods import sft
+    from she_bench.methods.common import Context
+    from she_bench.models import resolve_model
+    from she_bench.pipeline import toy_corpus
+    from she_bench.reasoning import template
+    from she_bench.runs import Run
+
+    base_bench = load()
+    base = resolve_model("toy-1m", toy_corpus(base_bench), 0)
+
+    def key(bench):
+        cfg = make_config("warm-start", {"benchmark": CARD, "output_dir": str(tmp_path)})
+        return sft.warm_start_dir(Context(cfg=cfg, bench=bench, run=Run(cfg, bench.name), base_model=base))[0]
+
+    first = key(base_bench)
+    assert key(load()) == first  # the same data and template: the same warm start
+    assert key(load(rationale_share=0.5)) != first
+    assert key(load_benchmark(CARD, None, {"options": {"n_train": 120}})) != first
+    monkeypatch.setattr(template, "step_line", lambda i, step, text: f"({i}) {step}: {text}")
+    assert key(load()) != first  # the rationale is rendered differently

@@ -70,12 +70,18 @@ def warm_start(ctx: Context) -> Path:
     cfg = ctx.cfg
     if cfg.warm_start.epochs == 0:
         return ctx.base_model
+    out_dir, rows = warm_start_dir(ctx)
+    with in_stage(ctx, "warm_start"), file_lock(out_dir, collective=True):
+        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr, rows=lambda: rows)
+
+
+def warm_start_dir(ctx: Context) -> tuple[Path, list[dict]]:
+    """The warm start's cache folder, keyed by everything that decides it, and the rows it trains on."""
+    cfg = ctx.cfg
     rows = sft_rows(ctx.train_examples, ctx.bench.labels, load_tokenizer(ctx.base_model), cfg.prompt)
     key = config_hash(model_hash(ctx.base_model), config_hash(rows), cfg.warm_start, cfg.seed,
                       cfg.train.lora and [cfg.train.lora_r, cfg.train.lora_alpha, cfg.train.lora_target])
-    out_dir = cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}"
-    with in_stage(ctx, "warm_start"), file_lock(out_dir, collective=True):
-        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr, rows=lambda: rows)
+    return cache_dir() / "warm_start" / f"{ctx.bench.name}-{Path(cfg.model).name}-{key}", rows
 
 
 @METHODS.register("sft")
