@@ -133,16 +133,22 @@ def share_qualifies(r: dict, full: dict) -> bool:
 
 
 def stage_s(chosen: dict, workers: int, run: bool) -> tuple[list[dict], dict | None]:
+    """Shares from the smallest up, each share's seeds run together; the first that qualifies is the default,
+    so larger shares need not run."""
     jobs = load_suite(share_suite(chosen))
-    if run and run_jobs(jobs, workers):
-        sys.exit("stage S: some runs failed (see their ablate.log)")
-    rows = cells(jobs, (SHARE, EPOCHS))
-    for r in rows:
-        r["qualifies"] = share_qualifies(r, chosen)
-    ok = sorted((r for r in rows if r["qualifies"]), key=lambda r: r[SHARE])
-    pick = ok[0] if ok else None
-    if pick:
-        pick["chosen"] = True
+    rows, pick = [], None
+    for share in SHARES:
+        cell = [j for j in jobs if j.overrides[SHARE] == share]
+        if run and run_jobs(cell, workers):
+            sys.exit("stage S: some runs failed (see their ablate.log)")
+        for r in cells(cell, (SHARE, EPOCHS)):
+            r["qualifies"] = share_qualifies(r, chosen)
+            rows.append(r)
+            if r["qualifies"] and pick is None:
+                pick = r
+                pick["chosen"] = True
+        if pick:
+            break
     return rows, pick
 
 
@@ -204,6 +210,10 @@ def share_section(rows: list[dict], full: dict, pick: dict | None) -> str:
                      f"{f(r['acc_head'])} / {f(r['acc_tail'])} | {f(r['f1'])} | {f(r['seconds'], 0)} | "
                      f"{'yes' if r['qualifies'] else 'no'}{' **(chosen)**' if r.get('chosen') else ''} |")
     lines.append("")
+    unrun = [s for s in SHARES if s > (pick or {}).get(SHARE, 1.0)]
+    if pick and unrun:
+        lines.append(f"Shares {', '.join(f'{s:g}' for s in unrun)} were not run: shares are tried from the smallest "
+                     "up, and the smallest that qualifies is the default.")
     if pick:
         lines.append(f"Default `rationale_share`: **{pick[SHARE]:g}** ({round(pick[SHARE] * full[POOL]):,} rationales, "
                      f"warm start {pick[EPOCHS]:g} epochs). Headroom on dev (full share − this share): label accuracy "
