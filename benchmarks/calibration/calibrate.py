@@ -9,7 +9,6 @@ Resumable: every run is a she-bench run directory keyed by its config hash, skip
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from sections import write_section
+from sections import script_args, write_section
 from she_bench.ablate import load_suite, run_jobs
 from she_bench.runs import read_jsonl
 
@@ -256,11 +255,7 @@ def check_section() -> list[str]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report-only", action="store_true", help="write the section from the runs present, run nothing")
-    args = p.parse_args()
-    os.chdir(ROOT)  # suites name output folders relative to the project root
+    args = script_args(__doc__)
     warm, b_rows = stage_b(args.workers, run=not args.report_only)
     default, why = decide(b_rows)
     write_section("rl", write_section_text(warm, b_rows, default, why) + "\n".join(check_section()))

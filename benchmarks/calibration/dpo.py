@@ -6,18 +6,15 @@ the `dpo` section of reports/calibration.md.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
-from sections import write_section
+from sections import script_args, write_section
 from she_bench.ablate import load_suite, run_jobs
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 KEYS = ("train.lr", "train.dpo_beta", "train.max_steps")
 VALID = 0.95
 
@@ -82,11 +79,7 @@ def section(cells: list[dict], chosen: dict | None) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report-only", action="store_true")
-    args = p.parse_args()
-    os.chdir(ROOT)
+    args = script_args(__doc__)
     jobs = load_suite(HERE / "dpo.yaml")
     if not args.report_only and run_jobs(jobs, args.workers):
         sys.exit("dpo: some runs failed (see their ablate.log)")

@@ -1,5 +1,5 @@
-"""reports/calibration.md is written in named sections, so each calibration script rewrites its own and
-leaves the others as they are.
+"""What the calibration scripts share: reports/calibration.md is written in named sections, so each script
+rewrites its own and leaves the others as they are; and one command line for them all.
 
     <!-- section: testbed-pool -->
     ...
@@ -7,6 +7,8 @@ leaves the others as they are.
 """
 from __future__ import annotations
 
+import argparse
+import os
 import re
 from pathlib import Path
 
@@ -26,3 +28,14 @@ def write_section(name: str, text: str, path: Path = REPORT) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(new)
     tmp.replace(path)
+
+
+def script_args(doc: str) -> argparse.Namespace:
+    """--workers and --report-only, with the working directory at the project root (suites name their output
+    folders relative to it)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--workers", type=int, default=2, help="runs in parallel")
+    p.add_argument("--report-only", action="store_true", help="write the section(s) from the runs present, run nothing")
+    args = p.parse_args()
+    os.chdir(REPORT.parents[1])
+    return args

@@ -9,16 +9,14 @@ Resumable: every run is a she-bench run directory keyed by its config hash, skip
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
 
 import yaml
 
-from sections import write_section
+from sections import script_args, write_section
 from she_bench.ablate import load_suite, run_jobs
 
 HERE = Path(__file__).resolve().parent
@@ -225,11 +223,7 @@ def share_section(rows: list[dict], full: dict, pick: dict | None) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--report-only", action="store_true", help="write the sections from the runs present, run nothing")
-    args = p.parse_args()
-    os.chdir(ROOT)  # suites name output folders relative to the project root
+    args = script_args(__doc__)
     rows, chosen = stage_p(args.workers, run=not args.report_only)
     write_section("testbed-pool", pool_section(rows, chosen))
     print("stage P: " + (f"{chosen[POOL]} pairs x {chosen[EPOCHS]:g} epochs" if chosen else "no cell qualifies"), flush=True)
