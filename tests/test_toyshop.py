@@ -65,7 +65,7 @@ def test_card_loads_defaults(data):
 
 
 def test_sizes_and_disjoint_splits(data):
-    assert [len(data[s]) for s in ("train", "dev", "test")] == [3000, 300, 2000]
+    assert [len(data[s]) for s in ("train", "dev", "test")] == [20000, 1000, 2000]
     qids = {s: {e.query_id for e in exs} for s, exs in data.items()}
     assert not (qids["train"] & qids["dev"]) and not (qids["train"] & qids["test"]) and not (qids["dev"] & qids["test"])
     ids = [e.id for exs in data.values() for e in exs]

@@ -80,7 +80,7 @@ LABEL_TARGETS = {"Exact": 0.40, "Substitute": 0.30, "Complement": 0.12, "Irrelev
 QUERY_KEYS = ("intent", "category", "brand", "color", "material", "exclude")
 
 DEFAULTS = {
-    "seed": 0, "n_train": 3000, "n_dev": 300, "n_test_head": 1000, "n_test_tail": 1000,
+    "seed": 0, "n_train": 20000, "n_dev": 1000, "n_test_head": 1000, "n_test_tail": 1000,
     "zipf_s": 1.0,          # popularity of the category at rank r is proportional to 1 / r**zipf_s
     "tail_mass": 0.15,      # tail categories: least popular ones holding at most this share
     "n_heldout": 10,        # (category, query type) pairs never seen in train/dev
@@ -367,7 +367,7 @@ class _SplitWriter:
                 self.examples.append(make_example(f"toyshop-{self.name}-{len(self.examples):05d}", qid, q, item, self.world))
 
 
-def generate(seed: int = 0, n_train: int = 3000, n_dev: int = 300, n_test_head: int = 1000,
+def generate(seed: int = 0, n_train: int = 20000, n_dev: int = 1000, n_test_head: int = 1000,
              n_test_tail: int = 1000, zipf_s: float = 1.0, tail_mass: float = 0.15,
              n_heldout: int = 10, unseen_share: float = 0.25) -> dict[str, list[Example]]:
     world = build_world(seed, zipf_s, tail_mass, n_heldout)
