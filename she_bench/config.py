@@ -140,9 +140,10 @@ class WarmStartConfig:
 class TrainConfig:
     """Shared by every training method."""
 
-    lr: float = accepts(above(0), 5e-5)
-    """Learning rate (> 0) of the method after the warm start (RL, DPO); calibrated on dev (reports/calibration.md)."""
-    max_steps: int = accepts(at_least(1), 150)
+    lr: float = accepts(above(0), 2e-5)
+    """Learning rate (> 0) of the method after the warm start (RL; DPO's recipe sets its own); calibrated on toyshop
+    dev (reports/calibration.md, section rl)."""
+    max_steps: int = accepts(at_least(1), 50)
     """Optimizer steps (>= 1) of the method after the warm start (the RL budget); calibrated on dev
     (reports/calibration.md)."""
     prompts_per_step: int = accepts(at_least(1), 8)
