@@ -7,11 +7,10 @@ the `dpo` section of reports/calibration.md.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
-from sections import script_args, write_section
+from sections import cell_rows, script_args, write_section
 from she_bench.ablate import load_suite, run_jobs
 
 HERE = Path(__file__).resolve().parent
@@ -23,23 +22,17 @@ def figures(job) -> dict:
     m = json.loads((job.run.path / "metrics.json").read_text())
     o = m["overall"]
     manifest = job.run.manifest()
-    return {"seed": job.seed, "f1": o["macro_f1"]["value"], "acc": o["accuracy"]["value"],
+    return {"f1": o["macro_f1"]["value"], "acc": o["accuracy"]["value"],
             "f1_tail": m["slices"]["tail"]["macro_f1"]["value"], "format_valid": o["format_valid_rate"],
             "pairs": manifest.get("dpo_pairs"), "gold_chosen": manifest.get("dpo_pairs_with_gold_chosen"),
             "train_s": manifest.get("train_seconds")}
 
 
 def rows(jobs) -> list[dict]:
-    cells: dict[tuple, list] = {}
-    for job in jobs:
-        if job.run.is_done():
-            cells.setdefault(tuple(job.overrides[k] for k in KEYS), []).append(figures(job))
-    out = []
-    for cell, runs in sorted(cells.items()):
-        mean = {k: statistics.fmean(r[k] for r in runs if r[k] is not None) if any(r[k] is not None for r in runs) else None
-                for k in runs[0] if k != "seed"}
-        out.append({**dict(zip(("lr", "beta", "steps"), cell)), "seeds": len(runs), "runs": runs, **mean,
-                    "eligible": all(r["format_valid"] >= VALID for r in runs)})
+    out = cell_rows(jobs, KEYS, figures)
+    for c in out:
+        c.update(lr=c["train.lr"], beta=c["train.dpo_beta"], steps=c["train.max_steps"],
+                 eligible=all(r["format_valid"] >= VALID for r in c["runs"]))
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 from pathlib import Path
 
 REPORT = Path(__file__).resolve().parents[2] / "reports" / "calibration.md"
@@ -39,3 +40,18 @@ def script_args(doc: str) -> argparse.Namespace:
     args = p.parse_args()
     os.chdir(REPORT.parents[1])
     return args
+
+
+def cell_rows(jobs, keys: tuple[str, ...], figures) -> list[dict]:
+    """One row per cell (the values of `keys` in a job's overrides), over its finished jobs: each seed's
+    `figures(job)` in "runs", and every figure's mean over the seeds that have it."""
+    cells: dict[tuple, list] = {}
+    for job in jobs:
+        if job.run.is_done():
+            cells.setdefault(tuple(job.overrides[k] for k in keys), []).append({"seed": job.seed, **figures(job)})
+    rows = []
+    for cell, runs in sorted(cells.items()):
+        means = {k: statistics.fmean(xs) if (xs := [r[k] for r in runs if r[k] is not None]) else None
+                 for k in runs[0] if k != "seed"}
+        rows.append({**dict(zip(keys, cell)), "seeds": len(runs), "runs": runs, **means})
+    return rows

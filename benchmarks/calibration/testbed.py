@@ -10,13 +10,12 @@ Resumable: every run is a she-bench run directory keyed by its config hash, skip
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from pathlib import Path
 
 import yaml
 
-from sections import script_args, write_section
+from sections import cell_rows, script_args, write_section
 from she_bench.ablate import load_suite, run_jobs
 
 HERE = Path(__file__).resolve().parent
@@ -42,25 +41,13 @@ def figures(metrics: dict) -> dict:
     }
 
 
-def mean(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.fmean(xs) if xs else None
-
-
 def cells(jobs, keys) -> list[dict]:
     """One row per cell: the mean of each figure over its finished seeds, and the seeds' own figures."""
-    out: dict[tuple, list] = {}
-    for job in jobs:
-        if job.run.is_done():
-            metrics = json.loads((job.run.path / "metrics.json").read_text())
-            m = job.run.manifest()
-            out.setdefault(tuple(job.overrides[k] for k in keys), []).append(
-                {**figures(metrics), "seed": job.seed, "seconds": m.get("warm_start_seconds")})
-    rows = []
-    for cell, runs in sorted(out.items()):
-        rows.append({**dict(zip(keys, cell)), "seeds": len(runs), "runs": runs,
-                     **{k: mean([r[k] for r in runs]) for k in runs[0] if k != "seed"}})
-    return rows
+    def seed_figures(job):
+        seconds = job.run.manifest().get("warm_start_seconds")
+        return {**figures(json.loads((job.run.path / "metrics.json").read_text())), "seconds": seconds}
+
+    return cell_rows(jobs, keys, seed_figures)
 
 
 # ---------------------------------------------------------------- stage P
