@@ -58,7 +58,7 @@ def test_toy_build_is_cached(toy_dir, corpus, monkeypatch):
 
 def test_toy_tokenizer_round_trips_benchmark_text(toy_dir, toyshop):
     tok = models.load_tokenizer(toy_dir)
-    texts = [render_prompt(ex, toyshop.labels) + gold_rationale(ex)
+    texts = [render_prompt(ex, toyshop.labels) + gold_rationale(ex, withheld_ok=True)
              for exs in toyshop.splits.values() for ex in exs[:400]]
     texts.append("Query: 'red' boots, size 9½ — not leather!\tLabel: Exact\n\n")
     ids = tok(texts, add_special_tokens=False)["input_ids"]

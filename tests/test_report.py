@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from she_bench.config import WarmStartConfig
 from she_bench.data.schema import ESCI_LABELS, STEPS
 from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import compute_metrics
@@ -225,7 +226,7 @@ def test_power_budget_and_legend(report):
     assert legend["srpo"]["grm"] == "oracle (error 0.1)" and legend["grpo"]["grm"] is None
     assert legend["srpo"]["grm_steps"] == [] and legend["srpo"]["verifier_steps"] == ["QU", "IU", "CM", "AM"]
     assert legend["grpo"]["outcome"].startswith("format=gate") and legend["sft"]["outcome"] is None
-    assert legend["grpo"]["warm_start"] == "6.0 epochs, lr 0.002"
+    assert legend["grpo"]["warm_start"] == f"{float(WarmStartConfig().epochs)} epochs, lr 0.002"
     summary = {r["variant"]: r for r in read_csv(out / "summary.csv")}
     assert summary["grpo"]["budget_optimizer_steps"] == "150.0"
     assert "150 st · 1200 pr" in (out / "summary.md").read_text()

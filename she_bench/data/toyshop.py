@@ -288,10 +288,14 @@ def _other(rng: random.Random, options: tuple[str, ...] | list[str], not_this: s
     return rng.choice([o for o in options if o != not_this])
 
 
-def sample_item(rng: random.Random, q: Query, label_weights: dict[str, float]) -> Item:
-    plans = _plans(q)
-    labels = list(plans)
-    rel, meets = rng.choice(plans[rng.choices(labels, [label_weights[lab] for lab in labels])[0]])
+def draw_label(rng: random.Random, q: Query, label_weights: dict[str, float]) -> str:
+    labels = list(_plans(q))
+    return rng.choices(labels, [label_weights[lab] for lab in labels])[0]
+
+
+def sample_item(rng: random.Random, q: Query, label: str) -> Item:
+    """An item that makes `label` the gold label for `q`."""
+    rel, meets = rng.choice(_plans(q)[label])
     qc = q.category
     if rel == "same":
         cat = qc
@@ -346,8 +350,16 @@ class _SplitWriter:
     def __init__(self, name: str, world: World, rng: random.Random, exclude: frozenset = frozenset()):
         self.name, self.world, self.rng = name, world, rng
         self.exclude = exclude  # (query, title) pairs of another split that this one must not repeat
+        self.owed: list[str] = []  # labels a query could not fill without repeating an excluded pair
         self.examples: list[Example] = []
         self.n_queries = 0
+
+    def _label(self, q: Query) -> str:
+        """The label an earlier query owes if `q` can carry it, else a fresh draw."""
+        for i, label in enumerate(self.owed):
+            if label in _plans(q):
+                return self.owed.pop(i)
+        return draw_label(self.rng, q, self.world.label_weights)
 
     def fill(self, n: int, next_query) -> None:
         target = len(self.examples) + n
@@ -357,11 +369,17 @@ class _SplitWriter:
             self.n_queries += 1
             titles: set[str] = set()
             for _ in range(min(self.rng.randint(2, 4), target - len(self.examples))):
+                # Under an exclusion the label is kept across redraws, and one no fresh item could carry
+                # passes to a later query: a frequent query's Exact items are the ones train holds most,
+                # so a fresh label per redraw would shift the split's label shares.
+                label = self._label(q) if self.exclude else None
                 for _try in range(20):
-                    item = sample_item(self.rng, q, self.world.label_weights)
+                    item = sample_item(self.rng, q, label or draw_label(self.rng, q, self.world.label_weights))
                     if item.title not in titles and (q.text, item.title) not in self.exclude:
                         break
                 else:
+                    if label:
+                        self.owed.append(label)
                     continue  # no fresh item for this query: fewer items rather than a repeated pair
                 titles.add(item.title)
                 self.examples.append(make_example(f"toyshop-{self.name}-{len(self.examples):05d}", qid, q, item, self.world))
