@@ -107,6 +107,10 @@ def test_grm_data_is_balanced_per_step_with_counted_synthetic_negatives(bench, t
     assert record["trained_on"]["item_understanding"]["wrong"] == 0  # never wrong here: all synthetic
     answers = [r["completion"] for r in rows]
     assert answers.count(" +") == answers.count(" -")
+    # a filtered or curriculum stage's few prompts do not shrink the GRM's data: it draws from all of train
+    import dataclasses
+    stage = dataclasses.replace(ctx, examples=bench.splits["train"][:10], stage="1:head")
+    assert train_grm.grm_data(stage, tmp_path)[2]["heldout_prompts"] == 20
 
 
 @pytest.mark.slow

@@ -87,7 +87,9 @@ def grm_data(ctx: Context, init: Path) -> tuple[list[dict], list[tuple[dict, lis
     """(balanced training rows, held-out chains as (example, parsed, verdicts), the data's record)."""
     labels = ctx.bench.labels
     right, wrong = ctx.cfg.reward.grm_answers or GENERATIVE_ANSWERS
-    examples = seeded_sample(ctx, ctx.cfg.reward.grm_prompts)
+    # From the whole train split, not the stage's prompts: a filtered or curriculum stage would leave the
+    # GRM a few dozen prompts, and one cache entry must mean one training set.
+    examples = seeded_sample(dataclasses.replace(ctx, examples=None), ctx.cfg.reward.grm_prompts)
     rollouts = sample_rollouts(ctx, init, examples, ctx.cfg.reward.grm_rollouts, "grm data")
     n_held = round(HELDOUT_SHARE * len(examples))
     heldout = [(ex, parse(s["text"], labels), s["step_verdicts"]) for ex, samples in zip(examples[:n_held], rollouts[:n_held])
@@ -144,7 +146,7 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
     answers = tuple(cfg.reward.grm_answers or GENERATIVE_ANSWERS)
     answer_token_ids(load_tokenizer(init), answers, f"generative GRM ({init})")  # refuse before training, not after
     key = config_hash(model_hash(init), ctx.bench.data_hash(), cfg.reward.grm_rollouts, cfg.reward.grm_prompts,
-                      cfg.reward.grm_epochs, cfg.rl.temperature, cfg.seed, answers, "balanced")
+                      cfg.reward.grm_epochs, cfg.rl.temperature, cfg.seed, answers, "balanced", "whole-train")
     out_dir = cache_dir() / "grm" / f"{ctx.bench.name}-{key}"
     record_path = out_dir / "record.json"
     if record_path.exists() and unreadable(out_dir / "final", "config.json", "*.safetensors") is None:
