@@ -2,6 +2,7 @@
 held-out rollouts, and the step-judge measures (AUROC, F1 of 'wrong', ProcessBench's first-error F1)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -108,7 +109,6 @@ def test_grm_data_is_balanced_per_step_with_counted_synthetic_negatives(bench, t
     answers = [r["completion"] for r in rows]
     assert answers.count(" +") == answers.count(" -")
     # a filtered or curriculum stage's few prompts do not shrink the GRM's data: it draws from all of train
-    import dataclasses
     stage = dataclasses.replace(ctx, examples=bench.splits["train"][:10], stage="1:head")
     assert train_grm.grm_data(stage, tmp_path)[2]["heldout_prompts"] == 20
 

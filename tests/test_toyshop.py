@@ -133,9 +133,9 @@ def test_relations_never_overlap():
             assert toyshop.GROUP[a] != toyshop.GROUP[b] and a in toyshop.PARTNERS[b]
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
+@pytest.mark.parametrize("split", ["train", "dev", "test"])
 def test_label_shares(data, split):
-    # The test split's head holds the queries train covers most: excluding train's pairs must not
+    # An evaluation split's head holds the queries train covers most: excluding train's pairs must not
     # thin out their Exact items (the easiest pairs to repeat), there or overall.
     for exs in (data[split], [e for e in data[split] if "head" in e.slices]):
         shares = {k: v / len(exs) for k, v in Counter(e.label for e in exs).items()}
