@@ -30,6 +30,10 @@ CARDS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 # examples, which the card's `split` section then divides by query.
 Loader = Callable[["Card", "Path | None"], "dict[str, list[Example]] | list[Example]"]
 LOADERS: Registry[Loader] = Registry("benchmark loader")
+# A corrupter takes (example, rng) and returns (the teacher's steps that differ from gold, what was corrupted), or
+# None when it cannot corrupt this pair consistently: the card's teacher_noise needs one for its loader.
+Corrupter = Callable[[Example, random.Random], "tuple[dict[str, str], str] | None"]
+CORRUPTERS: Registry[Corrupter] = Registry("teacher-noise corrupter")
 DUPLICATE_MODES = ("error", "warn", "keep")
 
 
@@ -56,6 +60,13 @@ class Card:
     rationale_slices: list[str] | None = None
     """Draw the rationale pairs from train pairs in these slices only (e.g. [head]: head-biased); the share
     is still of all train pairs, so it can be at most those slices' share of train."""
+    teacher_noise: float = 0.0
+    """Share of the rationale pairs whose released rationale has a corrupted intermediate step while the label stays
+    the human one (distilled chain-of-thought: right answers for wrong reasons); the verifier and evaluation keep the
+    gold steps. Drawn from the card's seed and nested like rationale_share; needs a corrupter for the loader."""
+    annotation_share: float = 1.0
+    """Share of train prompts whose intermediate steps the offline verifier knows (the label is always known), drawn
+    from the card's seed and nested; on the others the GRM alone can score steps. Dev and test stay fully annotated."""
 
     @property
     def seed(self) -> int:
@@ -90,9 +101,15 @@ class Card:
                             f"rule (silver rules: {', '.join(SILVER_STEPS)})")
         if raw.get("duplicates", "error") not in DUPLICATE_MODES:
             raise DataError(str(path), None, "duplicates", f"expected error, warn or keep, got {raw['duplicates']!r}")
-        share = raw.get("rationale_share", 1.0)
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
-            raise DataError(str(path), None, "rationale_share", f"expected a number in [0, 1], got {share!r}")
+        for key in ("rationale_share", "teacher_noise", "annotation_share"):
+            share = raw.get(key, 0.0)
+            if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+                raise DataError(str(path), None, key, f"expected a number in [0, 1], got {share!r}")
+        if raw.get("teacher_noise"):
+            import she_bench.data  # noqa: F401  (registers the loaders and their corrupters)
+        if raw.get("teacher_noise") and raw["loader"] not in CORRUPTERS:
+            raise DataError(str(path), None, "teacher_noise", f"loader '{raw['loader']}' has no teacher-noise corrupter "
+                            f"(loaders with one: {', '.join(CORRUPTERS.names()) or 'none'})")
         slices = raw.get("rationale_slices")
         if slices is not None and (not isinstance(slices, list) or not slices or not all(isinstance(x, str) for x in slices)):
             raise DataError(str(path), None, "rationale_slices", f"expected a non-empty list of slice names, got {slices!r}")
@@ -187,8 +204,31 @@ def rationale_ids(card: Card, train: list[Example]) -> set[str]:
         raise DataError(str(card.path), None, "rationale_share",
                         f"{card.rationale_share:g} of {len(train)} train pairs is {want}, but only {len(pool)} "
                         f"({len(pool) / max(1, len(train)):.1%}) lie in rationale_slices {card.rationale_slices}")
-    order = sorted(pool, key=lambda ex: hashlib.sha256(f"{card.seed}:rationale:{ex.id}".encode()).hexdigest())
+    order = _seeded_order(card, "rationale", pool)
     return {ex.id for ex in order[:want]}
+
+
+def _seeded_order(card: Card, what: str, examples: list[Example]) -> list[Example]:
+    return sorted(examples, key=lambda ex: hashlib.sha256(f"{card.seed}:{what}:{ex.id}".encode()).hexdigest())
+
+
+def apply_teacher_noise(card: Card, train: list[Example]) -> None:
+    """Corrupt round(teacher_noise x rationale pairs) released rationales, the first in an order fixed by the card's
+    seed that the loader's corrupter can corrupt (so noise levels are nested). Each corrupted pair records its
+    teacher steps and what was corrupted."""
+    pool = _seeded_order(card, "teacher_noise", [ex for ex in train if ex.rationale])
+    want, done = round(card.teacher_noise * len(pool)), 0
+    corrupt = CORRUPTERS.get(card.loader)
+    for ex in pool:
+        if done == want:
+            break
+        made = corrupt(ex, random.Random(f"{card.seed}:teacher_noise:{ex.id}"))
+        if made is not None:
+            ex.teacher, ex.noise = made
+            done += 1
+    if done < want:
+        raise DataError(str(card.path), None, "teacher_noise", f"only {done} of the {len(pool)} rationale pairs can be "
+                        f"corrupted consistently; {card.teacher_noise:g} asks for {want}")
 
 
 def load_benchmark(name_or_path: str, data_dir: str | None = None, overrides: dict | None = None) -> Benchmark:
@@ -211,6 +251,13 @@ def load_benchmark(name_or_path: str, data_dir: str | None = None, overrides: di
 
         annotate(loaded, card.silver_steps)
     keep = rationale_ids(card, loaded.get("train", []))
-    for ex in loaded.get("train", []):
+    train = loaded.get("train", [])
+    for ex in train:
         ex.rationale = ex.id in keep
+    if card.teacher_noise:
+        apply_teacher_noise(card, train)
+    if card.annotation_share < 1:
+        known = {ex.id for ex in _seeded_order(card, "annotation", train)[: round(card.annotation_share * len(train))]}
+        for ex in train:
+            ex.annotated = ex.id in known
     return Benchmark(card=card, splits=loaded)

@@ -46,6 +46,11 @@ class Example:
     `rationale` says whether the pair's gold rationale may serve as an SFT target (the card's
     `rationale_share`); without it the pair is still a prompt with a label, and its steps are still
     verified, but no method is ever trained on its rationale.
+    `teacher` holds the steps of the released rationale that differ from the gold ones (the card's
+    `teacher_noise`: a distilled rationale with a wrong intermediate step and the human label), and
+    `noise` says what was corrupted; the verifier and evaluation read `steps`, SFT targets read the
+    rationale. `annotated` says whether the verifier knows this pair's intermediate steps (the card's
+    `annotation_share`); the label is always known.
     """
 
     id: str
@@ -59,6 +64,9 @@ class Example:
     slices: list[str] = field(default_factory=list)
     silver: dict[str, str] = field(default_factory=dict)
     rationale: bool = True
+    teacher: dict[str, str] = field(default_factory=dict)
+    noise: str = ""
+    annotated: bool = True
 
     def to_dict(self) -> dict:
         out = {
@@ -70,6 +78,10 @@ class Example:
             out["silver"] = self.silver
         if not self.rationale:  # absent when available, for the same reason
             out["rationale"] = False
+        if self.teacher:  # the knobs' fields, likewise absent at their defaults
+            out["teacher"], out["noise"] = self.teacher, self.noise
+        if not self.annotated:
+            out["annotated"] = False
         return out
 
     @classmethod

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from she_bench.data.cards import LOADERS, Card
+from she_bench.data.cards import CORRUPTERS, LOADERS, Card
 from she_bench.data.schema import DataError, Example
 
 # ---------------------------------------------------------------------------------------
@@ -342,6 +342,48 @@ def make_example(ex_id: str, query_id: str, q: Query, item: Item, world: World) 
     }
     return Example(id=ex_id, query_id=query_id, query=q.text, item={"title": item.title}, label=label,
                    query_type=q.intent, steps=steps, facts=facts, slices=slices)
+
+
+@CORRUPTERS.register("toyshop")
+def corrupt(ex: Example, rng: random.Random) -> tuple[dict[str, str], str] | None:
+    """A teacher's rationale for `ex` that is wrong in an intermediate step yet consistent, step by step, with
+    itself and with the human label: either the item's category misread as one whose relation to the query gives
+    the same label ("wrong category relation"), or one item value misread so that every check keeps its verdict
+    ("misread <key>"). Returns (the changed steps, what was corrupted); None when neither is possible."""
+    f = ex.facts
+    q = Query(ex.query_type, f["query_category"], f.get("query_brand", ""), f.get("query_color", ""),
+              f.get("query_material", ""), f.get("query_exclude", ""))
+    item = Item(f["category"], f["brand"], f["color"], f["material"])
+    rel = relation(q.category, item.category)
+    results = [(k, v) for k, _, _, v in checks(q, item)]
+
+    def steps_of(it: Item) -> dict[str, str]:
+        chk = checks(q, it)
+        out = {"item_understanding": _kv([("category", it.category), ("brand", it.brand), ("color", it.color),
+                                          ("material", it.material)]),
+               "category_matching": compared(q.category, it.category, relation(q.category, it.category)),
+               "attribute_matching": _kv([(k, compared(qv, iv, v)) for k, qv, iv, v in chk]) or "none"}
+        return {k: v for k, v in out.items() if v != ex.steps.get(k)}
+
+    options: list[tuple[Item, str]] = []
+    for c in CATEGORIES:  # a misread category: another relation, the same label, a material the category has
+        r = relation(q.category, c)
+        if r != rel and item.material in MATERIALS[c] and judge(q.intent, r, results) == ex.label:
+            options.append((Item(c, item.brand, item.color, item.material), "wrong category relation"))
+    by_kind: dict[str, list[tuple[Item, str]]] = {"category": options, "value": [], "unchecked": []}
+    constrained = {"brand": q.brand, "color": q.color, "material": q.material or q.exclude}
+    for key, values in (("brand", BRANDS), ("color", COLORS), ("material", MATERIALS[item.category])):
+        for v in values:
+            other = Item(**{**item.__dict__, key: v})
+            if v != getattr(item, key) and [(k, x) for k, _, _, x in checks(q, other)] == results:
+                by_kind["value" if constrained[key] else "unchecked"].append((other, f"misread {key}"))
+    # a misread that a comparison step then uses (or a wrong relation) first; a misread of a value no check reads
+    # (item understanding alone) only where the pair allows nothing else (an Exact plain query)
+    kinds = [k for k in ("category", "value") if by_kind[k]] or [k for k in ("unchecked",) if by_kind[k]]
+    if not kinds:
+        return None
+    other, what = rng.choice(by_kind[rng.choice(kinds)])
+    return steps_of(other), what
 
 
 class _SplitWriter:

@@ -47,7 +47,7 @@ def verdict_prefix(ex, step: str, prompt: str, labels: list[str]) -> tuple[str, 
     cut = split_verdict(step, ex.steps.get(step), labels)
     if cut is None:
         return None
-    lines = gold_rationale(ex, withheld_ok=True).split("\n")
+    lines = gold_rationale(ex, withheld_ok=True, clean=True).split("\n")
     k = STEPS.index(step)
     head = step_line(k + 1, step, "").rstrip() if not cut.prefix else f"{k + 1}. {STEP_TITLES[step]}: {cut.prefix}"
     return prompt + "\n".join(lines[:k] + [head]), cut.value

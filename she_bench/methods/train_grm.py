@@ -96,8 +96,10 @@ def grm_data(ctx: Context, init: Path) -> tuple[list[dict], list[tuple[dict, lis
                for s in samples]
     pool: dict[str, dict[bool, list]] = {s: {True: [], False: []} for s in STEPS}  # step -> right? -> (ex, parsed)
     for ex, samples in zip(examples[n_held:], rollouts[n_held:]):
+        if not ex.annotated:  # the card's annotation_share: nobody knows this pair's steps, so no step label
+            continue
         if ex.rationale:
-            gold = parse(gold_rationale(ex), labels)
+            gold = parse(gold_rationale(ex, clean=True), labels)
             for step in ex.steps:
                 if step in gold.steps:
                     pool[step][True].append((ex, gold))

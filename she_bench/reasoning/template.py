@@ -78,15 +78,16 @@ def render_rationale(steps: dict[str, str], label: str) -> str:
     return "\n".join(lines + [f"Label: {label}"])
 
 
-def gold_rationale(ex: Example, withheld_ok: bool = False) -> str:
+def gold_rationale(ex: Example, withheld_ok: bool = False, clean: bool = False) -> str:
     """The SFT target: the annotated steps, silver steps where no human annotated one, and the label
-    as the judgment when unannotated. A pair whose rationale the card withholds (`rationale_share`) is
-    refused, so no SFT target can leak it; only `withheld_ok` (the toy tokenizer's corpus, which trains no
-    weights) reads it."""
+    as the judgment when unannotated; the teacher's corrupted steps where the card's teacher_noise put
+    them, unless `clean` (the gold chain itself: evaluation, the GRM's labelled rows, the oracle control).
+    A pair whose rationale the card withholds (`rationale_share`) is refused, so no SFT target can leak
+    it; only `withheld_ok` (the toy tokenizer's corpus, evaluation, the oracle control) reads it."""
     if not ex.rationale and not withheld_ok:
         raise ValueError(f"{ex.id}: its gold rationale is withheld by the card's rationale_share; "
                          "train on with_rationale(examples)")
-    steps = {**ex.silver, **ex.steps}
+    steps = {**ex.silver, **ex.steps, **({} if clean else ex.teacher)}
     steps.setdefault("relevance_judgment", ex.label)
     return render_rationale(steps, ex.label)
 
