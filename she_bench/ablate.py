@@ -20,13 +20,14 @@ process, so `--emit` hands the same command lines to any external scheduler).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shlex
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
@@ -36,8 +37,10 @@ from she_bench.data.cards import Card, find_card
 from she_bench.runs import Run
 
 SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "cells", "output_dir",
-              "report"}
-"""`report` (baseline, primary comparisons) is read by `she-bench report --suite`, not by ablate."""
+              "report", "claim", "knob", "analysis", "budget"}
+"""`report` (baseline, primary comparisons) is read by `she-bench report --suite`, not by ablate; a claim experiment's
+`claim`, `analysis` and `budget` by its analysis (report/claims.py). Its `knob` ({key, levels, default}) is a sweep:
+one cell per level, where the default level adds no override (so its runs are the ones every experiment shares)."""
 
 
 @dataclass
@@ -82,6 +85,14 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
                                  or not all(isinstance(c, dict) and c for c in together)):
         raise ConfigError(f"{path}: field 'cells' must list non-empty mappings of dotted keys to values")
     together = together or [{}]
+    knob = suite.get("knob")
+    if knob is not None:
+        if (not isinstance(knob, dict) or set(knob) - {"key", "levels", "default"} or not isinstance(knob.get("key"), str)
+                or not isinstance(knob.get("levels"), list) or not knob["levels"]):
+            raise ConfigError(f"{path}: field 'knob' must be {{key: a dotted key, levels: a non-empty list, default: "
+                              f"the level that adds no override}}")
+        levels = [{} if "default" in knob and v == knob["default"] else {knob["key"]: v} for v in knob["levels"]]
+        together = [{**extra, **lv} for lv in levels for extra in together]
     cells = [{**dict(zip(grid, values)), **{str(k): v for k, v in extra.items()}}
              for values in itertools.product(*grid.values()) for extra in together]
     out = output_dir or suite.get("output_dir", "runs")
@@ -105,6 +116,17 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
     return jobs
 
 
+def load_suites(paths: list[Path], output_dir: str | None = None) -> list[Job]:
+    """The jobs of several suites, in order, each run once (suites that share a cell share its runs)."""
+    jobs, seen = [], set()
+    for path in paths:
+        for j in load_suite(path, output_dir):
+            if j.run.path not in seen:
+                seen.add(j.run.path)
+                jobs.append(j)
+    return jobs
+
+
 def load_report_plan(path: Path) -> tuple[str, list[tuple[str, str]]]:
     """A suite's `report:` section: (baseline, primary comparisons as (variant, versus) pairs)."""
     try:
@@ -125,12 +147,33 @@ def yaml_value(value) -> str:
 
 def cell_name(recipe: str, cell: dict) -> str:
     """The run name of one grid cell: the recipe and each swept key's last part with its value."""
-    return recipe + "".join(f"_{key.split('.')[-1]}={value}" for key, value in cell.items())
+    def shown(value) -> str:
+        return "+".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    return recipe + "".join(f"_{key.split('.')[-1]}={shown(value)}" for key, value in cell.items())
+
+
+def warm_start_group(job: Job) -> str:
+    """What decides a job's warm start (benchmark, card options, model, seed, warm-start, prompt and LoRA settings):
+    jobs of one group share one cached warm start, and the first of them builds it."""
+    c = job.run.cfg
+    return json.dumps([c.benchmark, c.card, c.model, c.seed, asdict(c.warm_start), asdict(c.prompt), c.train.lora,
+                       c.train.lora_r], sort_keys=True, default=str)
+
+
+def interleave(jobs: list[Job]) -> list[Job]:
+    """Jobs in turn from each warm-start group (in the order the groups first appear), so parallel workers build
+    different warm starts instead of one waiting on another's lock; within a group the suite's order is kept."""
+    groups: dict[str, list[Job]] = {}
+    for j in jobs:
+        groups.setdefault(warm_start_group(j), []).append(j)
+    queues = list(groups.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
 def run_jobs(jobs: list[Job], workers: int = 1, log_dir: Path | None = None) -> int:
-    """Run every unfinished job as its own process; returns the number that failed."""
-    todo = [j for j in jobs if j.status() != "done"]
+    """Run every unfinished job as its own process (warm-start groups interleaved); returns the number that failed."""
+    todo = interleave([j for j in jobs if j.status() != "done"])
     print(f"{len(jobs)} runs: {len(jobs) - len(todo)} done, {len(todo)} to run with {workers} worker(s)", flush=True)
     failed, finished, t0 = 0, 0, time.time()
     # workers share the cores: more torch threads than cores slows every run several-fold

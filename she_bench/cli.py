@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
 
     ab = sub.add_parser("ablate", help="run a suite of methods x variants x benchmarks x seeds")
-    ab.add_argument("--suite", required=True, help="suite YAML (e.g. benchmarks/suites/toyshop.yaml)")
+    ab.add_argument("--suite", required=True, nargs="+",
+                    help="suite YAML(s) (e.g. benchmarks/suites/toyshop.yaml); several run as one grid, shared runs once")
     ab.add_argument("--workers", type=int, default=1, help="runs in parallel on this machine")
     ab.add_argument("--output-dir", help="overrides the suite's output_dir")
     ab.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--suite", help="suite YAML whose `report:` section declares the baseline and the primary comparisons")
     rep.add_argument("--baseline", help="variant the others are compared with (default: the suite's, else grpo)")
     rep.add_argument("--bootstrap", type=int, default=10_000, help="query resamples behind intervals and p-values")
+
+    cl = sub.add_parser("claims", help="the claim experiments' fixed analyses and verdicts over their runs")
+    cl.add_argument("run_dirs", nargs="+", help="run directories, or folders searched for them")
+    cl.add_argument("--experiments", nargs="+", required=True, help="experiment YAMLs (benchmarks/experiments/*.yaml)")
+    cl.add_argument("--out", required=True, help="output folder (claims.json, summary.md)")
+    cl.add_argument("--bootstrap", type=int, default=2000, help="query resamples behind intervals and p-values")
 
     data = sub.add_parser("data", help="inspect benchmarks")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -101,9 +108,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_ablate(args) -> int:
-    from she_bench.ablate import emit, load_suite, run_jobs
+    from she_bench.ablate import emit, load_suites, run_jobs
 
-    jobs = load_suite(Path(args.suite), args.output_dir)
+    jobs = load_suites([Path(p) for p in args.suite], args.output_dir)
     if args.dry_run:
         for j in jobs:
             print(f"{j.status():8s} {j.run.path}")
@@ -175,7 +182,21 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"eval": cmd_eval, "run": cmd_run, "ablate": cmd_ablate, "report": cmd_report, "data": cmd_data}
+
+
+def cmd_claims(args) -> int:
+    from she_bench.report.claims import build_claims
+
+    results = build_claims([Path(p) for p in args.experiments], [Path(p) for p in args.run_dirs], Path(args.out),
+                           args.bootstrap)
+    for r in results:
+        print(f"{r['name']}: {r.get('verdict', 'A/A' if 'aa' in r else 'missing runs')}")
+    print(f"claims written to {args.out}")
+    return 0
+
+
+COMMANDS = {"eval": cmd_eval, "run": cmd_run, "ablate": cmd_ablate, "report": cmd_report, "claims": cmd_claims,
+            "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,6 +101,9 @@ class EvalConfig:
     subset: int | None = accepts(at_least(1), None)
     """Evaluate a fixed, query-stratified subset of at least this many (>= 1) pairs of the split (every query keeps
     the same share of its pairs, rounded up; the same subset for every run and seed). None: the whole split."""
+    samples_subset: int | None = accepts(at_least(1), None)
+    """Draw the `eval.samples` outputs on a fixed query-stratified subset of at least this many (>= 1) of the evaluated
+    pairs (the greedy metrics keep every pair); metrics.json "sampled" records its size. None: every evaluated pair."""
 
 
 @dataclass
@@ -173,6 +176,13 @@ class TrainConfig:
     """DPO: completions sampled (>= 1) per train prompt from the warm start to build preference pairs."""
     dpo_max_pairs: int = accepts(at_least(1), 320)
     """DPO: pairs kept (>= 1; one per prompt at most), so its budget is comparable to the RL runs."""
+    rft_samples: int = accepts(at_least(1), 4)
+    """RFT: completions sampled (>= 1) per RL prompt from the warm start; the format-valid ones with the gold label are
+    its SFT targets."""
+    sft_targets: str = accepts(one_of("card", "oracle"), "card")
+    """sft-matched's targets: card (the rationales the card releases, noise included), or oracle (the clean gold chain
+    of every RL prompt, whatever the card withholds or corrupts): the claim experiments' positive control, never a
+    method to compare."""
 
 
 @dataclass
@@ -268,6 +278,9 @@ class RewardConfig:
     """w_crit (>= 0): weight of critical steps (first wrong step of a wrong rollout, a right step where most erred)."""
     scalar: bool = False
     """Ablation: give the mean step score as one sequence-level reward instead of per-step advantages."""
+    shuffle_step_rewards: bool = False
+    """Negative control (srpo-shuffled): permute the step-reward rows within each group, seeded, so the step term
+    keeps its variance and loses its information; it must come out equivalent to GRPO."""
 
 
 @dataclass
@@ -351,7 +364,9 @@ class Config:
         if d["prompt"] == dataclasses.asdict(PromptConfig()):
             d.pop("prompt")
         for section, key, default in (("eval", "subset", None), ("eval", "conditioning", True),
-                                      ("reward", "grm_min_auroc", 0.7)):
+                                      ("eval", "samples_subset", None), ("reward", "grm_min_auroc", 0.7),
+                                      ("reward", "shuffle_step_rewards", False), ("train", "rft_samples", 4),
+                                      ("train", "sft_targets", "card")):
             if d[section][key] == default:
                 d[section].pop(key)
         if not d["card"]:

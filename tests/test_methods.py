@@ -373,3 +373,37 @@ def test_label_prompt_is_refused_for_training(tmp_path, capsys):
     assert main(["run", "--method", "grpo", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY,
                  "prompt.style=label"]) == 2
     assert "prompt.style=label is for evaluating untrained models" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["rft", "srpo-shuffled", "sft-oracle", "grpo-filter", "she-no-verifier-err03"])
+def test_claim_experiment_recipes_run(tmp_path, recipe, capsys):
+    extra = SHE_TINY if recipe in ("grpo-filter", "she-no-verifier-err03") else []
+    card = ["card.teacher_noise=0.5", "card.rationale_share=0.5"] if recipe == "sft-oracle" else []
+    if recipe == "rft":  # the tiny warm start writes no valid right-label sample: one clear line, no training
+        assert main(["run", "--method", recipe, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 2
+        assert "RFT found no sample to train on" in capsys.readouterr().err
+        return
+    assert main(["run", "--method", recipe, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, *extra, *card]) == 0
+    path = run_dir(tmp_path, recipe)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["budget"]["optimizer_steps"] > 0
+    log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
+    if recipe == "srpo-shuffled":  # the step term is still there (only its information is gone)
+        assert any(k.startswith("step_term_abs/") for r in log if r.get("stage") == "main" for k in r)
+    if recipe == "grpo-filter":  # the offline filter, then one GRPO stage without step rewards
+        assert (path / "filter_report.json").exists()
+        assert [r["method"] for r in log if r.get("event") == "stage_start"] == ["grpo"]
+        assert not any(k.startswith("step_reward/") for r in log for k in r)
+
+
+def test_rft_keeps_distinct_valid_samples_with_the_gold_label():
+    from types import SimpleNamespace
+
+    from she_bench.methods.sft import rft_targets
+
+    a, b = SimpleNamespace(id="a", label="Exact"), SimpleNamespace(id="b", label="Irrelevant")
+    ok = {"format_valid": True, "pred": "Exact", "text": "x"}
+    samples = [[ok, dict(ok), {**ok, "text": "y", "format_valid": False}, {**ok, "text": "z", "pred": "Substitute"}],
+               [{**ok, "pred": "Irrelevant", "text": "w"}, {**ok, "text": "v"}]]
+    assert [(ex.id, t) for ex, t in rft_targets([a, b], samples)] == [("a", "x"), ("b", "w")]

@@ -12,19 +12,28 @@ import random
 from pathlib import Path
 
 from she_bench.data.cards import Benchmark
-from she_bench.data.selection import eval_examples
+from she_bench.data.selection import eval_examples, stratified_subset
 from she_bench.engines import build_engine
 from she_bench.evaluation.ceilings import ceilings
 from she_bench.evaluation.conditioning import verdict_auc
 from she_bench.evaluation.metrics import compute_metrics
 from she_bench.reasoning.template import render_prompt, with_rationale
 from she_bench.rewards.verifier import score_output
-from she_bench.runs import Run, read_jsonl
+from she_bench.runs import Run, read_jsonl, write_jsonl
 
-def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool = True) -> dict:
+def chain_right(ex, scored: dict) -> bool:
+    """The whole chain right: format-valid, the gold label, and no checked step wrong."""
+    return bool(scored["format_valid"] and scored["pred"] == ex.label
+                and not any(v is False for v in (scored.get("step_verdicts") or {}).values()))
+
+
+def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool = True, out: Path | None = None) -> dict:
     """Mean accuracy and format-valid rate of `eval.samples` outputs per prompt sampled at the
-    training temperature, overall and per head/tail: what the policy does, not only its mode."""
+    training temperature, overall and per head/tail: what the policy does, not only its mode. With `out`, one
+    row per example there (how many of its k samples have the right label, and the whole chain right: pass@k)."""
     k = cfg.eval.samples
+    if cfg.eval.samples_subset is not None:
+        examples = stratified_subset(examples, cfg.eval.samples_subset)
     temperature = cfg.eval.temperature if cfg.eval.temperature is not None else cfg.rl.temperature
     repeated = [ex for ex in examples for _ in range(k)]
     prompts = prompts_for(repeated, benchmark, cfg, getattr(engine, "tokenizer", None))
@@ -38,10 +47,20 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
         return {"n": n, "accuracy": round(sum(s["pred"] == ex.label for ex, s in subset) / n, 6) if n else None,
                 "format_valid_rate": round(sum(s["format_valid"] for _, s in subset) / n, 6) if n else None}
 
-    out = {"samples": k, "temperature": temperature, **rates(scored)}
+    result = {"samples": k, "temperature": temperature, "pairs": len(examples), **rates(scored)}
     for name in ("head", "tail"):
-        out[name] = rates([(ex, s) for ex, s in scored if name in ex.slices])
-    return out
+        result[name] = rates([(ex, s) for ex, s in scored if name in ex.slices])
+    if out is not None:
+        rows = []
+        for i, ex in enumerate(examples):
+            group = scored[i * k:(i + 1) * k]
+            rows.append({"id": ex.id, "query_id": ex.query_id, "slices": ex.slices, "k": k,
+                         "label_right": sum(s["pred"] == ex.label for _, s in group),
+                         "chain_right": sum(chain_right(ex, s) for _, s in group)})
+        write_jsonl(out, rows)
+        chain = [r["chain_right"] > 0 for r in rows]
+        result["chain_pass_at_k"] = round(sum(chain) / len(chain), 6) if chain else None
+    return result
 
 
 def prompt_shots(benchmark: Benchmark, cfg) -> list:
@@ -148,5 +167,5 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
         metrics["conditioning"] = conditioning(engine, model_path, benchmark, examples, cfg)
     if cfg.eval.samples > 0:
         engine = engine or build_engine(cfg.engine, model_path)
-        metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress)
+        metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress, out=run.path / "sampled.jsonl")
     return metrics

@@ -8,7 +8,7 @@ from she_bench.registry import Registry
 
 METHODS: Registry = Registry("method")
 _MODULES = {"none": "none", "sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": "srpo", "she": "she",
-            "sft-matched": "sft", "majority": "classic", "lexical": "classic"}
+            "sft-matched": "sft", "rft": "sft", "majority": "classic", "lexical": "classic"}
 
 
 def get_method(name: str):

@@ -96,5 +96,48 @@ def train_matched(ctx: Context, init: Path) -> Path:
     from she_bench.methods.grpo import rl_examples
 
     cfg = ctx.cfg
-    return run_sft(ctx, init, ctx.checkpoints, 1.0, cfg.train.lr, examples=rl_examples(ctx),
+    examples = rl_examples(ctx)
+    rows = None
+    if cfg.train.sft_targets == "oracle":  # the positive control: clean gold chains of every RL prompt
+        tokenizer = load_tokenizer(init)
+        rows = lambda: [{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer, cfg.prompt),  # noqa: E731
+                         "completion": gold_rationale(ex, withheld_ok=True, clean=True)} for ex in examples]
+    return run_sft(ctx, init, ctx.checkpoints, 1.0, cfg.train.lr, rows=rows, examples=examples,
+                   per_device_train_batch_size=cfg.train.prompts_per_step, max_steps=cfg.train.max_steps)
+
+
+def rft_targets(examples, samples: list[list[dict]]) -> list[tuple]:
+    """(example, completion) for each distinct format-valid sample with the gold label: RFT's SFT targets."""
+    out, seen = [], set()
+    for ex, group in zip(examples, samples):
+        for smp in group:
+            if smp["format_valid"] and smp["pred"] == ex.label and (ex.id, smp["text"]) not in seen:
+                seen.add((ex.id, smp["text"]))
+                out.append((ex, smp["text"]))
+    return out
+
+
+@METHODS.register("rft")
+def train_rft(ctx: Context, init: Path) -> Path:
+    """Rejection-sampling fine-tuning: SFT on the warm start's own samples whose label is right (format-valid), with the
+    labels RL uses and the RL recipes' budget (train.prompts_per_step rows per step, train.max_steps steps, train.lr).
+    Its prompts are the first max_steps x prompts_per_step RL prompts; train.rft_samples samples each."""
+    from she_bench.methods.grpo import rl_examples
+    from she_bench.methods.rollouts import sample_rollouts
+
+    cfg = ctx.cfg
+    examples = rl_examples(ctx)[: cfg.train.max_steps * cfg.train.prompts_per_step]
+    tokenizer = load_tokenizer(init)
+
+    def rows() -> list[dict]:
+        samples = sample_rollouts(ctx, init, examples, cfg.train.rft_samples, "rft rollouts")
+        out = [{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer, cfg.prompt), "completion": text}
+               for ex, text in rft_targets(examples, samples)]
+        ctx.run.update(rft_rows=len(out), rft_prompts=len(examples))
+        if not out:
+            raise ConfigError(f"{ctx.stage}: RFT found no sample to train on: none of {len(examples)} prompts x "
+                              f"{cfg.train.rft_samples} warm-start samples is format-valid with the gold label")
+        return out
+
+    return run_sft(ctx, init, ctx.checkpoints, 1.0, cfg.train.lr, rows=rows,
                    per_device_train_batch_size=cfg.train.prompts_per_step, max_steps=cfg.train.max_steps)

@@ -55,10 +55,21 @@ class SRPOTrainer(SheGRPOTrainer):
         needs_grm = cfg.mixing != "verifier_only"
         grm = self.grm.score(o.last_examples, o.last_parsed) if needs_grm else [{} for _ in o.last_parsed]
         allowed = cfg.verifier_steps
-        ver = [{s: (v[s] if allowed is None or s in allowed else None) for s in STEPS} for v in o.last_verdicts]
+        # the verifier knows the steps of annotated prompts only (the card's annotation_share); the label always
+        ver = [{s: (v[s] if (allowed is None or s in allowed) and (ex.annotated or s == "relevance_judgment") else None)
+                for s in STEPS} for v, ex in zip(o.last_verdicts, o.last_examples)]
         mixed = hybrid_step_rewards(ver, grm, cfg.mixing, cfg.mix_weight)
         rewarded = [s for s in STEPS if cfg.judgment_step_reward or s != "relevance_judgment"]
         return torch.tensor([[r[s] if s in rewarded and r[s] is not None else float("nan") for s in STEPS] for r in mixed])
+
+    def shuffled(self, rewards: torch.Tensor) -> torch.Tensor:
+        """The negative control (reward.shuffle_step_rewards): each group's step-reward rows permuted among its
+        rollouts, so the spread stays and the information goes. Seeded by the run's seed and the step, so every
+        process draws the same permutation and a resumed run draws the same again."""
+        g = self.num_generations
+        gen = torch.Generator().manual_seed(self.ctx.cfg.seed * 1_000_003 + int(self.state.global_step))
+        order = torch.cat([torch.randperm(g, generator=gen) + i * g for i in range(len(rewards) // g)])
+        return rewards[order.to(rewards.device)]
 
     def shape_advantages(self, out) -> torch.Tensor:
         cfg = self.ctx.cfg.reward
@@ -67,6 +78,9 @@ class SRPOTrainer(SheGRPOTrainer):
         correct = torch.tensor(self.outcome.last_correct, device=device)
         # group statistics need whole groups, which may span processes
         everyone, everyone_correct = self.accelerator.gather(local), self.accelerator.gather(correct)
+        if cfg.shuffle_step_rewards:
+            everyone = self.shuffled(everyone)
+            local = everyone[self._local_slice(len(local))]
         per_step, per_seq = step_terms(everyone, everyone_correct, self.num_generations, cfg.step_weight,
                                        cfg.critical_weight, cfg.scalar, cfg.step_min_std,
                                        threshold=getattr(self.grm, "threshold", 0.5))

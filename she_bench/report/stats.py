@@ -46,37 +46,60 @@ def _r(x, nd: int = 6):
 
 def crossed(cms_a: list[np.ndarray], cms_b: list[np.ndarray] | None, metric: str, K: int, good: np.ndarray,
             n_boot: int = 10_000, seed: int = 0) -> dict:
-    """Delta, its 95% interval and p over seeds and queries.
+    """Delta, its 95% interval and p over seeds and queries, for a metric of confusion counts.
 
     `cms_a[s]` (and `cms_b[s]`, same seed) are per-query confusion counts, shape (Q, K * (K + 1)), with
     the queries in the same order in every array. Without `cms_b`, the estimate is the mean of A.
     Returns {"diff", "lo", "hi", "p_value", "se", "df", "seed_var", "query_var" (the shared part),
     "boot_var" (V: the query bootstrap's variance of the seed mean), "per_seed", "n_seeds", "n_queries", "n_boot"}.
     """
-    S, Q = len(cms_a), cms_a[0].shape[0]
-    if S == 0 or (cms_b is not None and len(cms_b) != S):
+    if cms_b is not None and len(cms_b) != len(cms_a):
         raise ValueError("crossed: need the same number (>= 1) of seeds on both sides")
+    arms = [(1.0, cms_a)] + ([(-1.0, cms_b)] if cms_b is not None else [])
+    return contrast(arms, lambda cm: _cm_scores(cm, K, good)[metric], n_boot, seed)
 
-    def score(cm):
-        return _cm_scores(cm, K, good)[metric]
 
-    def diff(cm_pairs):
-        return [score(a) - (score(b) if b is not None else 0.0) for a, b in cm_pairs]
+def ratio(counts: np.ndarray) -> np.ndarray:
+    """A ratio endpoint from summed (numerator, denominator) counts, shape (..., 2): NaN where nothing is counted
+    (e.g. right-for-the-wrong-reason = label-right outputs with a wrong checked step / label-right outputs)."""
+    num, den = counts[..., 0], counts[..., 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
-    pairs = [(a, cms_b[s] if cms_b is not None else None) for s, a in enumerate(cms_a)]
-    per_seed = np.array([d[0] for d in diff([(a.sum(0, keepdims=True), None if b is None else b.sum(0, keepdims=True))
-                                             for a, b in pairs])])
+
+def contrast(arms: list[tuple[float, list[np.ndarray]]], score, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """The crossed estimator of a linear contrast sum_j c_j m(arm_j) over seeds and queries.
+
+    Each arm is (c_j, per-seed count arrays of shape (Q, C)), every arm scored on the same Q queries in the same
+    order, seed s of every arm paired; `score` maps summed counts (..., C) to the metric (confusion counts to
+    macro-F1, (num, den) pairs to a ratio). A difference of two variants is [(1, A), (-1, B)]; an effect's change
+    across knob levels is [(1, A_hi), (-1, B_hi), (-1, A_lo), (1, B_lo)]. One query draw is shared by every arm.
+    """
+    S = len(arms[0][1]) if arms else 0
+    if S == 0 or any(len(a) != S for _, a in arms):
+        raise ValueError("crossed: need the same number (>= 1) of seeds on both sides")
+    Q = arms[0][1][0].shape[0]
+    if any(x.shape[0] != Q for _, a in arms for x in a):
+        raise ValueError("crossed: every arm must be scored on the same queries")
+
+    def value(summed: list[list[np.ndarray]]) -> np.ndarray:  # summed[j][s]: counts of arm j, seed s
+        return np.stack([sum(c * np.asarray(score(summed[j][s]), dtype=np.float64) for j, (c, _) in enumerate(arms))
+                         for s in range(S)])
+
+    per_seed = value([[x.sum(0, keepdims=True) for x in a] for _, a in arms])[:, 0]
     boot = np.empty((S, 0))
     if n_boot > 0:
         draws = _query_draws(Q, n_boot, seed).astype(np.float64)
-        chunks = [np.stack(diff([(d @ a, None if b is None else d @ b) for a, b in pairs]))
-                  for d in (draws[i:i + CHUNK] for i in range(0, n_boot, CHUNK))]
+        chunks = [value([[d @ x for x in a] for _, a in arms]) for d in (draws[i:i + CHUNK] for i in range(0, n_boot, CHUNK))]
         boot = np.concatenate(chunks, axis=1)  # (S, n_boot)
     delta = float(per_seed.mean())
     out = {"diff": _r(delta), "per_seed": [_r(x) for x in per_seed], "n_seeds": S, "n_queries": Q, "n_boot": n_boot,
            "lo": None, "hi": None, "p_value": None, "se": None, "df": None, "seed_var": None, "query_var": None,
            "boot_var": None}
-    if n_boot == 0:
+    if n_boot == 0 or not math.isfinite(delta):
+        return out
+    boot = boot[:, np.isfinite(boot).all(axis=0)]  # draws where a ratio had nothing to count
+    if boot.shape[1] < 2:
         return out
     V = float(boot.mean(axis=0).var(ddof=1))
     if S > 1:
