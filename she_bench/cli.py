@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -53,9 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--bootstrap", type=int, default=10_000, help="query resamples behind intervals and p-values")
 
     cl = sub.add_parser("claims", help="the claim experiments' fixed analyses and verdicts over their runs")
-    cl.add_argument("run_dirs", nargs="+", help="run directories, or folders searched for them")
     cl.add_argument("--experiments", nargs="+", required=True, help="experiment YAMLs (benchmarks/experiments/*.yaml)")
-    cl.add_argument("--out", required=True, help="output folder (claims.json, summary.md)")
+    cl.add_argument("--runs", default="runs", help="the output folder their ablate runs went to (default: runs)")
+    cl.add_argument("--out", required=True, help="output folder (claims.json, summary.md, a page and plot per claim, "
+                                                 "index.html)")
     cl.add_argument("--bootstrap", type=int, default=2000, help="query resamples behind intervals and p-values")
 
     data = sub.add_parser("data", help="inspect benchmarks")
@@ -185,12 +187,18 @@ def cmd_data(args) -> int:
 
 
 def cmd_claims(args) -> int:
+    from she_bench.config import ConfigError
     from she_bench.report.claims import build_claims
+    from she_bench.report.claims_pages import write_claims
 
-    results = build_claims([Path(p) for p in args.experiments], [Path(p) for p in args.run_dirs], Path(args.out),
-                           args.bootstrap)
+    if args.bootstrap < 1:
+        raise ConfigError(f"--bootstrap: expected a number >= 1, got {args.bootstrap}")
+    results = build_claims([Path(p) for p in args.experiments], Path(args.runs), args.bootstrap)
+    command = shlex.join(["she-bench", "claims", "--experiments", *args.experiments, "--runs", args.runs, "--out",
+                          args.out] + (["--bootstrap", str(args.bootstrap)] if args.bootstrap != 2000 else []))
+    write_claims(results, Path(args.out), command)
     for r in results:
-        print(f"{r['name']}: {r.get('verdict', 'A/A' if 'aa' in r else 'missing runs')}")
+        print(f"{r['name']}: {r.get('verdict', 'A/A')} ({r['runs_done']} of {r['runs_declared']} runs done)")
     print(f"claims written to {args.out}")
     return 0
 

@@ -11,7 +11,8 @@ import torch
 from she_bench.ablate import load_suite
 from she_bench.data.cards import load_benchmark
 from she_bench.data.toyshop import checks, judge, relation, Query, Item
-from she_bench.report.claims import equivalent, verdict, VERDICTS
+from she_bench.report.claims import equivalent, verdict, VERDICTS, build_claims, load_experiment
+from she_bench.report.claims_pages import write_claims
 from she_bench.report.stats import contrast, ratio
 
 CARD = str(Path(__file__).parent / "fixtures" / "toyshop-tiny.yaml")
@@ -105,16 +106,141 @@ def test_the_four_verdicts():
 def test_every_experiment_declares_its_analysis_and_expands(path):
     import yaml
 
-    exp = yaml.safe_load(path.read_text())
+    exp = load_experiment(path)  # the analysis checked against the file's own rows, levels and endpoints
     jobs = load_suite(path)
-    assert jobs and exp.get("claim") and exp.get("analysis")
+    assert jobs and exp.get("claim") and exp.get("budget")
     a = exp["analysis"]
     if "aa" in a:
-        assert len(exp["seeds"]) == 6
+        assert len(exp["seeds"]) == 6 and len({j.recipe for j in jobs}) == 1
         return
-    assert a["direction"] in ("higher", "lower") and a["primary"]["level"] in exp["knob"]["levels"]
-    assert a.get("positive_control") and a.get("negative_control")
-    names = {j.run.cfg.name for j in jobs}
-    for c in ("positive_control", "negative_control"):
-        assert a[c]["variant"] in {j.recipe for j in jobs}
-    assert len(names) == len(exp["recipes"]) * len(exp["knob"]["levels"])
+    assert len(exp["seeds"]) >= 3 and a["primary"]["level"] in exp["knob"]["levels"]
+    assert len({j.run.path for j in jobs}) == len(exp["recipes"]) * len(exp["knob"]["levels"]) * len(exp["seeds"])
+    assert yaml.safe_load(path.read_text())["knob"]["default"] in exp["knob"]["levels"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The analysis end to end on simulated runs: run folders at the paths ablate gives the experiment's jobs, with
+# predictions drawn at known accuracies, so each verdict is known in advance.
+
+def _experiment(tmp_path, seeds=(0, 1, 2), **analysis) -> Path:
+    import yaml
+
+    exp = {"name": "sim", "claim": "a simulated claim", "knob": {"key": "card.teacher_noise", "levels": [0.0, 0.5],
+                                                               "default": 0.0},
+           "recipes": ["grpo", "srpo", "warm-start", "sft-oracle", "srpo-shuffled"], "benchmarks": [CARD],
+           "models": ["toy-1m"], "seeds": list(seeds), "budget": {"minutes": 1},
+           "analysis": {"endpoint": "accuracy", "direction": "higher",
+                        "primary": {"variant": "srpo", "versus": "grpo", "level": 0.5},
+                        "secondary_endpoints": ["wrong_reason_rate"],
+                        "positive_control": {"variant": "sft-oracle", "versus": "warm-start", "level": 0.5},
+                        "negative_control": {"variant": "srpo-shuffled", "versus": "grpo", "level": 0.0}, **analysis}}
+    path = tmp_path / "sim.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def _simulate(path: Path, root: Path, acc: dict, skip=()) -> None:
+    """A finished run for each job: 150 queries x 4 pairs, right with probability acc[(recipe, level)] (default 0.6),
+    a per-seed shift of sd 0.01; jobs in `skip` are left undone. srpo-shuffled repeats grpo's draws unless `acc`
+    names it (a negative control with nothing to find)."""
+    import json
+    import zlib
+
+    import yaml
+
+    from she_bench.ablate import load_suite
+
+    for job in load_suite(path, str(root)):
+        level = job.overrides.get("card.teacher_noise", 0.0)
+        if (job.recipe, level, job.seed) in skip:
+            continue
+        twin = "grpo" if job.recipe == "srpo-shuffled" and (job.recipe, level) not in acc else job.recipe
+        rng = np.random.default_rng(zlib.crc32(repr((twin, level, job.seed)).encode()))
+        p = acc.get((job.recipe, level), 0.6) + rng.normal(0, 0.01)
+        preds = []
+        for q in range(150):
+            for i in range(4):
+                right = rng.random() < p
+                preds.append({"id": f"q{q}-{i}", "query_id": f"q{q}", "slices": ["head"], "gold": "Exact",
+                              "pred": "Exact" if right else "Irrelevant", "entropy": 0.5,
+                              "step_verdicts": {"category_matching": bool(rng.random() < 0.8)}})
+        d = job.run.path
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(yaml.safe_dump({**job.run.cfg.to_dict(), "model": "toy-1m"}))
+        (d / "manifest.json").write_text(json.dumps({"status": "done", "seed": job.seed, "name": job.run.cfg.name,
+                                                     "method": job.run.cfg.method}))
+        (d / "metrics.json").write_text(json.dumps({"overall": {}, "labels": ["Exact", "Irrelevant"],
+                                                    "good_labels": ["Exact"]}))
+        (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preds))
+
+
+DETECTED = {("sft-oracle", 0.5): 0.85}
+
+
+@pytest.mark.parametrize("acc, skip, want", [
+    ({("srpo", 0.5): 0.75, **DETECTED}, (), "supported"),
+    ({("srpo", 0.5): 0.45, **DETECTED}, (), "contradicted"),
+    (DETECTED, (), "inconclusive at this power"),
+    ({("srpo", 0.5): 0.75}, (), "unable to see"),  # the positive control fails: no verdict on the claim
+    ({("srpo", 0.5): 0.75, **DETECTED}, [("grpo", 0.5, 2)], "incomplete"),  # a run not done: no verdict yet
+], ids=["supported", "contradicted", "inconclusive", "unable-to-see", "incomplete"])
+def test_verdicts_on_simulated_runs(tmp_path, acc, skip, want):
+    path = _experiment(tmp_path)
+    _simulate(path, tmp_path / "runs", acc, skip)
+    (r,) = build_claims([path], tmp_path / "runs", n_boot=300)
+    assert r["verdict"] == want, r["primary"]
+    assert r["runs_done"] == 30 - len(skip) and r["runs_declared"] == 30
+    if want == "incomplete":  # the estimate is still shown, marked provisional
+        assert r["primary"]["seeds"] == [0, 1] and not r["primary"]["complete"]
+        return
+    assert r["negative_control"]["equivalent"] is True  # srpo-shuffled drawn as grpo: inside +-MDD
+    assert r["positive_control"]["detected"] is (want != "unable to see")
+    assert r["primary"]["mdd"] > 0 and len(r["levels"]) == 2 and r["interaction"][0]["status"] == "ok"
+
+
+def test_a_negative_control_with_an_effect_is_not_shown_equivalent(tmp_path):
+    path = _experiment(tmp_path)
+    _simulate(path, tmp_path / "runs", {("srpo", 0.5): 0.75, ("srpo-shuffled", 0.0): 0.45, **DETECTED})
+    (r,) = build_claims([path], tmp_path / "runs", n_boot=300)
+    assert r["negative_control"]["equivalent"] is False and r["verdict"] == "supported"
+
+
+def test_claims_pages_regenerate_byte_identical(tmp_path):
+    path = _experiment(tmp_path)
+    _simulate(path, tmp_path / "runs", {("srpo", 0.5): 0.75, **DETECTED})
+    outs = []
+    for name in ("a", "b"):
+        write_claims(build_claims([path], tmp_path / "runs", n_boot=200), tmp_path / name, "she-bench claims ...")
+        outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
+    assert outs[0] == outs[1]
+    assert {"claims.json", "summary.md", "sim.md", "sim.png", "summary.png", "index.html"} <= set(outs[0])
+    page = outs[0]["sim.md"].decode()
+    assert "Verdict: supported" in page and "oracle GRM" in page and "Controls" in page
+
+
+def test_aa_counts_significant_splits(tmp_path):
+    import yaml
+
+    path = tmp_path / "aa.yaml"
+    path.write_text(yaml.safe_dump({"name": "aa", "claim": "A/A", "recipes": ["grpo"], "benchmarks": [CARD],
+                                    "models": ["toy-1m"], "seeds": [0, 1, 2, 3, 4, 5],
+                                    "analysis": {"aa": {"variant": "grpo", "endpoints": ["accuracy"]}}}))
+    _simulate(path, tmp_path / "runs", {})
+    (r,) = build_claims([path], tmp_path / "runs", n_boot=300)
+    aa = r["aa"]["accuracy"]
+    assert aa["splits"] == 10 and 0 <= aa["significant"] <= 10
+    assert all(len(x["a"]) == 3 and 0 in x["a"] for x in aa["results"])
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("direction", "up", "analysis.direction"),
+    ("endpoint", "speed", "analysis.endpoint"),
+    ("primary", {"variant": "srpo", "versus": "dpo", "level": 0.5}, "analysis.primary"),
+    ("primary", {"variant": "srpo", "versus": "grpo", "level": 0.9}, "analysis.primary.level"),
+])
+def test_a_malformed_analysis_is_refused_naming_the_field(tmp_path, field, value, match):
+    from she_bench.config import ConfigError
+
+    path = _experiment(tmp_path, **{field: value})
+    with pytest.raises(ConfigError, match=match):
+        load_experiment(path)

@@ -1,34 +1,43 @@
-"""Claim experiments: the endpoints they measure, the verdict rule, and each experiment's fixed analysis.
+"""Claim experiments: their endpoints, their fixed analysis and the verdict rule.
 
 An experiment (benchmarks/experiments/*.yaml) is a suite with a claim, a knob swept over levels (a card option or
 config key, one cell per level) and an `analysis` fixed before it runs: the primary endpoint, the variant and its
-comparator, the predicted direction, the level the primary test is read at, and the controls. The verdict:
+comparator(s), the predicted direction, the level the primary test is read at, and the controls. Its runs are the
+ones `she-bench ablate` makes of the same file (identified by path, config hash included, never by name alone).
 
-* supported: the primary test goes the predicted way, significant after Holm (across the experiments' primary
-  tests), and the positive control was detected;
-* contradicted: the opposite way, significant after Holm;
+Verdicts of a primary test:
+
+* supported: it goes the predicted way, significant after Holm (across the experiments' primary tests), and the
+  positive control was detected;
+* contradicted: the opposite way, significant after Holm (positive control detected);
 * inconclusive at this power: neither, with the minimum detectable difference stated;
-* unable to see: the positive control was not detected (whatever the primary test says).
+* unable to see: the positive control was not detected, whatever the primary test says.
 
-Endpoints are per-query (numerator, denominator) counts, so every one goes through the crossed seed x query
-estimator (report/stats.contrast) as a ratio.
+A test whose runs are not all done (every declared seed on both sides) gets no verdict: "incomplete". An endpoint
+with nothing to count (no output it applies to) is a positive control not detected, a primary test not significant.
+Endpoints are per-query (numerator, denominator) counts or confusion counts, so each goes through the crossed
+seed x query estimator (report/stats.contrast).
 """
 from __future__ import annotations
 
 import json
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+import yaml
 
+from she_bench.config import ConfigError
 from she_bench.registry import Registry
-from she_bench.report.stats import contrast, mdd, ratio
+from she_bench.report.stats import contrast, holm, mdd, ratio
 
-CONFUSION_METRICS = ("macro_f1", "good_f1")
-"""Endpoints computed from per-query confusion counts (the rest are registered ratios)."""
 VERDICTS = ("supported", "contradicted", "inconclusive at this power", "unable to see")
+INCOMPLETE = "incomplete"
 ALPHA = 0.05
+CONFUSION_METRICS = ("macro_f1", "good_f1")
+"""Endpoints from per-query confusion counts (as the report's tables compute them); the rest are ratios."""
 
-# An endpoint maps a run (its directory's records) to {query_id: (numerator, denominator)} over a subset.
+# An endpoint maps a run and a subset to {query_id: (numerator, denominator)}.
 ENDPOINTS: Registry = Registry("claim endpoint")
 
 
@@ -37,9 +46,9 @@ def _records(run, subset: str) -> list[dict]:
     return recs if subset == "overall" else [p for p in recs if subset in (p.get("slices") or ())]
 
 
-def _by_query(pairs) -> dict[str, tuple[float, float]]:
+def _by_query(triples) -> dict[str, tuple[float, float]]:
     out: dict[str, list[float]] = {}
-    for qid, num, den in pairs:
+    for qid, num, den in triples:
         acc = out.setdefault(str(qid), [0.0, 0.0])
         acc[0] += num
         acc[1] += den
@@ -47,98 +56,105 @@ def _by_query(pairs) -> dict[str, tuple[float, float]]:
 
 
 def _checked(p: dict, steps=None) -> list[bool]:
+    """Verdicts of the checked intermediate steps of one output (None = not checked)."""
     v = p.get("step_verdicts") or {}
-    return [x for s, x in v.items() if x is not None and s != "relevance_judgment" and (steps is None or s in steps)]
-
-
-@ENDPOINTS.register("wrong_reason_rate")
-def wrong_reason_rate(run, subset: str = "overall"):
-    """Among label-right outputs, the share with a wrong checked intermediate step (right for the wrong reason)."""
-    return _by_query((p.get("query_id", p["id"]), float(not all(_checked(p))), 1.0)
-                     for p in _records(run, subset) if p.get("pred") == p.get("gold"))
-
-
-@ENDPOINTS.register("matching_step_accuracy")
-def matching_step_accuracy(run, subset: str = "overall"):
-    """Accuracy of the category- and attribute-matching steps over the outputs that write them."""
-    steps = ("category_matching", "attribute_matching")
-    return _by_query((p.get("query_id", p["id"]), float(sum(_checked(p, steps))), float(len(_checked(p, steps))))
-                     for p in _records(run, subset))
+    return [bool(x) for s, x in v.items() if x is not None and s != "relevance_judgment" and (steps is None or s in steps)]
 
 
 @ENDPOINTS.register("accuracy")
 def accuracy(run, subset: str = "overall"):
-    return _by_query((p.get("query_id", p["id"]), float(p.get("pred") == p.get("gold")), 1.0)
+    """Share of greedy outputs with the gold label."""
+    return _by_query((p["query_id"], float(p.get("pred") == p["gold"]), 1.0) for p in _records(run, subset))
+
+
+@ENDPOINTS.register("wrong_reason_rate")
+def wrong_reason_rate(run, subset: str = "overall"):
+    """Among label-right outputs, the share with a wrong checked intermediate step: right for the wrong reason."""
+    return _by_query((p["query_id"], float(not all(_checked(p))), 1.0)
+                     for p in _records(run, subset) if p.get("pred") == p["gold"])
+
+
+@ENDPOINTS.register("matching_step_accuracy")
+def matching_step_accuracy(run, subset: str = "overall"):
+    """Accuracy of the category- and attribute-matching steps, over every checked one."""
+    steps = ("category_matching", "attribute_matching")
+    return _by_query((p["query_id"], float(sum(_checked(p, steps))), float(len(_checked(p, steps))))
                      for p in _records(run, subset))
 
 
 @ENDPOINTS.register("chain_pass_at_k")
 def chain_pass_at_k(run, subset: str = "overall"):
-    """pass@k of the whole chain (eval.samples samples per pair; some sample has every checked step and the label
-    right), from the run's sampled.jsonl."""
+    """pass@k of the whole chain: some one of the eval.samples samples of a pair is format-valid with the gold
+    label and every checked step right (the run's sampled.jsonl)."""
     path = Path(run.path) / "sampled.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: chain pass@k needs the run's sampled outputs (eval.samples > 0)")
+    if not path.is_file():
+        raise ValueError(f"{path}: chain pass@k needs the run's sampled outputs (eval.samples > 0)")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return _by_query((r["query_id"], float(r["chain_right"] > 0), 1.0) for r in rows
-                     if subset == "overall" or subset in r.get("slices", ()))
+                     if subset == "overall" or subset in (r.get("slices") or ()))
 
 
-def aligned(per_run: list[dict[str, tuple[float, float]]]) -> list[np.ndarray]:
-    """Per-run (Q, 2) count arrays over the queries every run holds, in one order."""
-    common = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
-    return [np.array([d[q] for q in common], dtype=np.float64).reshape(-1, 2) for d in per_run]
+@ENDPOINTS.register("entropy")
+def entropy(run, subset: str = "overall"):
+    """Mean per-token policy entropy of the greedy test outputs (each pair weighs one)."""
+    return _by_query((p["query_id"], float(p["entropy"]), 1.0) for p in _records(run, subset)
+                     if p.get("entropy") is not None)
+
+
+def _aligned(per_run: list[dict[str, tuple[float, float]]]) -> list[np.ndarray]:
+    """(Q, 2) count arrays over the queries any run counts, in one order; (0, 0) where a run counts nothing for a
+    query (a ratio's denominator may be empty there, e.g. no label-right output), which adds nothing to its sums."""
+    queries = sorted(set().union(*(set(d) for d in per_run)))
+    return [np.array([d.get(q, (0.0, 0.0)) for q in queries], dtype=np.float64).reshape(-1, 2) for d in per_run]
 
 
 def effect(arms: list[tuple[float, list]], endpoint: str, subset: str = "overall", n_boot: int = 2000,
            seed: int = 0) -> dict:
-    """The crossed estimate of sum_j c_j endpoint(arm_j); each arm a list of runs paired by seed."""
-    if endpoint in CONFUSION_METRICS:  # label metrics of per-query confusion counts, as the report's tables use
+    """The crossed estimate of sum_j c_j endpoint(arm_j), each arm a list of runs paired by position (seed)."""
+    every = [r for _, runs in arms for r in runs]
+    if endpoint in CONFUSION_METRICS:
         from she_bench.evaluation.metrics import _cm_scores
         from she_bench.report.aggregate import _confusions, _labels
 
-        every = [r for _, runs in arms for r in runs]
         labels, good = _labels(every)
         arrays, _ = _confusions(every, subset, labels, good)
         score = lambda cm: _cm_scores(cm, len(labels), good)[endpoint]  # noqa: E731
     else:
-        fn = ENDPOINTS.get(endpoint)
-        arrays, score = aligned([fn(r, subset) for _, runs in arms for r in runs]), ratio
-    out, i = [], 0
-    for c, runs in arms:
-        out.append((c, arrays[i:i + len(runs)]))
-        i += len(runs)
+        arrays, score = _aligned([ENDPOINTS.get(endpoint)(r, subset) for r in every]), ratio
     if not arrays or arrays[0].shape[0] == 0:
-        raise ValueError(f"endpoint {endpoint}: no query scored by every run")
-    return contrast(out, score, n_boot, seed)
+        raise ValueError(f"endpoint {endpoint} ({subset}): no run has an output it counts")
+    split, i = [], 0
+    for c, runs in arms:
+        split.append((c, arrays[i:i + len(runs)]))
+        i += len(runs)
+    return contrast(split, score, n_boot, seed)
 
 
-def detectable(est: dict, seeds: int | None = None) -> float | None:
-    """The minimum detectable difference (power 0.8, alpha 0.05) of a test like `est`, at its seed count."""
+def detectable(est: dict) -> float | None:
+    """The minimum detectable difference (power 0.8, two-sided alpha 0.05) of a test like `est`."""
     if est.get("query_var") is None:
         return None
-    seeds = seeds or est["n_seeds"]
-    return mdd(est["seed_var"] or 0.0, est["query_var"], seeds, est["n_queries"])
+    return round(mdd(est["seed_var"] or 0.0, est["query_var"], est["n_seeds"], est["n_queries"]), 6)
 
 
 def equivalent(est: dict, margin: float | None) -> bool | None:
-    """A negative control passes when its whole interval lies inside +-margin (the MDD): equivalence shown, which
-    a low-powered 'no significant difference' is not."""
+    """A negative control passes when its whole interval lies inside +-margin (its MDD): equivalence shown, which a
+    low-powered 'no significant difference' is not. None: not measurable."""
     if margin is None or est.get("lo") is None:
         return None
     return -margin <= est["lo"] and est["hi"] <= margin
 
 
 def detected(est: dict, direction: str, alpha: float = ALPHA) -> bool:
-    """A positive control is detected when it moves the predicted way, significant at alpha (it is not in the Holm
-    family: it tests the experiment, not a claim)."""
+    """A positive control is detected when it moves the predicted way, significant at alpha (it tests the
+    experiment, not a claim, so it is outside the Holm family)."""
     p, d = est.get("p_value"), est.get("diff")
     return p is not None and d is not None and p < alpha and (d > 0 if direction == "higher" else d < 0)
 
 
 def verdict(diff: float | None, p_holm: float | None, direction: str, control_detected: bool,
             alpha: float = ALPHA) -> str:
-    """One of VERDICTS for a primary test (see the module docstring)."""
+    """One of VERDICTS for a complete primary test (see the module docstring)."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"direction must be higher or lower, got {direction!r}")
     if not control_detected:
@@ -148,163 +164,235 @@ def verdict(diff: float | None, p_holm: float | None, direction: str, control_de
     return "supported" if (diff > 0) == (direction == "higher") else "contradicted"
 
 
-def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boot: int = 2000) -> dict:
-    """A/A: one recipe's 2m seeds in one cell, split every way into m against m (6 seeds: 10 splits, each pair of
-    halves once); how many come out significant at ALPHA (about 5% expected)."""
-    from itertools import combinations
+# --------------------------------------------------------------------------------------------------------------
+# An experiment file and its runs
 
-    n = len(per_seed_runs)
-    if n < 2 or n % 2:
-        raise ValueError(f"A/A needs an even number (>= 2) of seeds, got {n}")
-    idx = list(range(n))
-    halves = [c for c in combinations(idx, n // 2) if 0 in c]  # each split once
-    results = []
-    for a in halves:
-        b = [i for i in idx if i not in a]
-        est = effect([(1.0, [per_seed_runs[i] for i in a]), (-1.0, [per_seed_runs[i] for i in b])], endpoint, subset,
-                     n_boot)
-        results.append({"a": list(a), "b": b, "diff": est["diff"], "p_value": est["p_value"]})
-    sig = sum(r["p_value"] is not None and r["p_value"] < ALPHA for r in results)
-    return {"splits": len(results), "significant": sig, "results": results}
+def _where(path, field: str, want: str, got) -> ConfigError:
+    return ConfigError(f"{path}: field '{field}': expected {want}, got {got!r}")
 
 
-@ENDPOINTS.register("entropy")
-def entropy(run, subset: str = "overall"):
-    """Mean per-token policy entropy of the test outputs (per pair, averaged)."""
-    return _by_query((p.get("query_id", p["id"]), float(p["entropy"]), 1.0) for p in _records(run, subset)
-                     if p.get("entropy") is not None)
+def load_experiment(path: Path) -> dict:
+    """An experiment file, its analysis checked against its own rows and knob (one line naming the field)."""
+    from she_bench.ablate import load_suite
+
+    jobs = load_suite(path)  # the suite part: recipes, knob, seeds
+    exp = yaml.safe_load(Path(path).read_text())
+    a = exp.get("analysis")
+    if not isinstance(a, dict) or not a:
+        raise _where(path, "analysis", "a mapping fixed before the runs", a)
+    recipes = {j.recipe for j in jobs}
+    if "aa" in a:
+        aa = a["aa"]
+        if not isinstance(aa, dict) or aa.get("variant") not in recipes:
+            raise _where(path, "analysis.aa.variant", f"one of the rows ({', '.join(sorted(recipes))})", aa)
+        if len(exp.get("seeds") or []) < 4 or len(exp["seeds"]) % 2:
+            raise _where(path, "seeds", "an even number (>= 4) of seeds for an A/A split", exp.get("seeds"))
+        for ep in aa.get("endpoints", [a.get("endpoint", "accuracy")]):
+            _check_endpoint(path, "analysis.aa.endpoints", ep)
+        return exp
+    levels = (exp.get("knob") or {}).get("levels")
+    if not levels:
+        raise _where(path, "knob", "{key, levels, default} with at least one level", exp.get("knob"))
+    if a.get("direction") not in ("higher", "lower"):
+        raise _where(path, "analysis.direction", "higher or lower", a.get("direction"))
+    _check_endpoint(path, "analysis.endpoint", a.get("endpoint"))
+    for ep in a.get("secondary_endpoints", []):
+        _check_endpoint(path, "analysis.secondary_endpoints", ep)
+    for name in ("primary", "positive_control", "negative_control"):
+        t = a.get(name)
+        if not isinstance(t, dict):
+            raise _where(path, f"analysis.{name}", "a mapping {variant, versus, level}", t)
+        versus = t.get("versus", t.get("variant"))
+        for row in [t.get("variant")] + (versus if isinstance(versus, list) else [versus]):
+            if row not in recipes:
+                raise _where(path, f"analysis.{name}", f"rows among the experiment's ({', '.join(sorted(recipes))})", row)
+        for key in ("level", "versus_level"):
+            if key in t and t[key] not in levels:
+                raise _where(path, f"analysis.{name}.{key}", f"one of the knob's levels {levels}", t[key])
+        if "endpoint" in t:
+            _check_endpoint(path, f"analysis.{name}.endpoint", t["endpoint"])
+    for pair in a.get("secondary_rows", []):
+        if not (isinstance(pair, list) and len(pair) == 2 and set(pair) <= recipes):
+            raise _where(path, "analysis.secondary_rows", "[variant, versus] pairs of the experiment's rows", pair)
+    return exp
 
 
-def run_name(recipe: str, knob: dict | None, level) -> str:
-    """The run name of a recipe at a knob level (ablate's cell name; the default level adds nothing)."""
-    from she_bench.ablate import cell_name
-
-    if knob is None or ("default" in knob and level == knob["default"]):
-        return recipe
-    return cell_name(recipe, {knob["key"]: level})
+def _check_endpoint(path, field: str, name) -> None:
+    if name not in CONFUSION_METRICS and name not in ENDPOINTS:
+        raise _where(path, field, f"an endpoint ({', '.join(sorted([*CONFUSION_METRICS, *ENDPOINTS.names()]))})", name)
 
 
-def analyse(experiment: dict, groups: dict[str, list], n_boot: int = 2000) -> dict:
-    """An experiment's fixed analysis over its runs (`groups`: run name -> runs, seeds in order). Missing runs
-    leave the affected test out (status 'missing'), never a verdict."""
-    a, knob = experiment.get("analysis") or {}, experiment.get("knob")
-    direction, endpoint, subset = a.get("direction", "higher"), a.get("endpoint", "accuracy"), a.get("subset", "overall")
+def _key(level) -> str:
+    return json.dumps(level, sort_keys=True)
 
-    def runs(recipe, level):
-        got = groups.get(run_name(recipe, knob, level), [])
-        return sorted(got, key=lambda r: r.seed)
 
-    def test(variant, versus, level, versus_level=None, ep=None) -> dict:
-        ep = ep or endpoint
-        va, vb = runs(variant, level), runs(versus, level if versus_level is None else versus_level)
-        seeds = sorted({r.seed for r in va} & {r.seed for r in vb})
-        if not seeds:
-            return {"status": "missing", "variant": variant, "versus": versus, "level": level}
-        pick = lambda rs: [r for r in rs if r.seed in seeds]  # noqa: E731
-        est = effect([(1.0, pick(va)), (-1.0, pick(vb))], ep, subset, n_boot)
-        return {"status": "ok", "variant": variant, "versus": versus, "level": level, "endpoint": ep,
-                "seeds": seeds, **est, "mdd": detectable(est)}
+class RunIndex:
+    """The runs of experiment files under one output folder, read once each (experiments share runs)."""
 
-    out: dict = {"name": experiment.get("name"), "claim": experiment.get("claim"), "endpoint": endpoint,
-                 "subset": subset, "direction": direction}
+    def __init__(self, root: Path):
+        self.root, self._read = Path(root), {}
+
+    def runs_of(self, path: Path, exp: dict) -> dict:
+        """{(recipe, level key): {seed: run data or None (not done)}} for the file's jobs."""
+        from she_bench.ablate import load_suite
+
+        knob = exp.get("knob") or {}
+        out: dict = {}
+        for job in load_suite(path, str(self.root)):
+            level = job.overrides.get(knob["key"], knob.get("default")) if knob else None
+            out.setdefault((job.recipe, _key(level)), {})[job.seed] = self.read(job.run.path)
+        return out
+
+    def read(self, run_path: Path):
+        from she_bench.report.collect import RunData, read_run
+
+        if run_path not in self._read:
+            got = read_run(run_path, run_path.name) if run_path.is_dir() else None
+            self._read[run_path] = got if isinstance(got, RunData) else None
+        return self._read[run_path]
+
+
+def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
+    """An experiment's fixed analysis over its runs (RunIndex.runs_of). Estimates use the seeds done on both sides;
+    a test is complete when every declared seed is."""
+    a, knob = exp["analysis"], exp.get("knob") or {}
+    seeds = list(exp.get("seeds") or [0])
+    endpoint, subset, direction = a.get("endpoint", "accuracy"), a.get("subset", "overall"), a.get("direction", "higher")
+
+    def have(recipe, level) -> dict:
+        return {s: r for s, r in runs.get((recipe, _key(level)), {}).items() if r is not None}
+
+    def test(arms_spec: list[tuple[float, str, object]], ep: str, sub: str, **info) -> dict:
+        got = [have(recipe, level) for _, recipe, level in arms_spec]
+        common = [s for s in seeds if all(s in g for g in got)]
+        out = {**info, "endpoint": ep, "subset": sub, "seeds": common, "complete": len(common) == len(seeds)}
+        if not common:
+            return {**out, "status": "missing"}
+        try:
+            est = effect([(c, [g[s] for s in common]) for (c, _, _), g in zip(arms_spec, got)], ep, sub, n_boot)
+        except ValueError as e:
+            return {**out, "status": "error", "error": str(e)}
+        return {**out, "status": "ok", **est, "mdd": detectable(est)}
+
+    def pair(variant, versus, level, versus_level=None, ep=None, sub=None) -> dict:
+        vl = level if versus_level is None else versus_level
+        return test([(1.0, variant, level), (-1.0, versus, vl)], ep or endpoint, sub or subset, variant=variant,
+                    versus=versus, level=level, **({} if versus_level is None else {"versus_level": versus_level}))
+
+    out: dict = {"name": exp.get("name"), "claim": exp.get("claim"), "description": exp.get("description", ""),
+                 "endpoint": endpoint, "subset": subset, "direction": direction, "seeds": seeds, "knob": knob}
     if "aa" in a:
         recipe = a["aa"]["variant"]
-        have, want = runs(recipe, None), len(experiment.get("seeds") or [])
-        if len(have) < max(2, want):
-            out["aa_missing"] = f"{len(have)} of {want} seeds of {recipe}"
+        done = have(recipe, knob.get("default"))
+        out["aa_variant"] = recipe
+        if len(done) < len(seeds):
+            out["aa"] = {"status": "missing", "done": sorted(done), "seeds": seeds}
             return out
-        out["aa"] = {ep: aa_splits(have, ep, subset, n_boot) for ep in a["aa"].get("endpoints", [endpoint])}
+        out["aa"] = {ep: aa_splits([done[s] for s in seeds], ep, subset, n_boot)
+                     for ep in a["aa"].get("endpoints", [endpoint])}
         return out
     prim = a["primary"]
     versus = prim["versus"] if isinstance(prim["versus"], list) else [prim["versus"]]
-    parts = [test(prim["variant"], v, prim["level"]) for v in versus]
-    if all(p["status"] == "ok" for p in parts):
-        # intersection-union over the comparators: the smaller effect in the predicted direction, the larger p
-        sign = 1 if direction == "higher" else -1
+    sign = 1 if direction == "higher" else -1
+
+    def combined(parts: list[dict]) -> dict:
+        """Intersection-union over the comparators: the variant must beat each; the smaller effect in the predicted
+        direction stands for them, with the larger p."""
+        if any(p["status"] != "ok" for p in parts):
+            bad = next(p for p in parts if p["status"] != "ok")
+            return {**bad, "parts": parts, "complete": all(p["complete"] for p in parts)}
         worst = min(parts, key=lambda p: sign * p["diff"])
-        out["primary"] = {**worst, "p_value": max(p["p_value"] for p in parts), "parts": parts}
-    else:
-        out["primary"] = {"status": "missing", "parts": parts}
-    levels = (knob or {}).get("levels", [prim["level"]])
-    out["levels"] = [{"level": lv, "parts": [test(prim["variant"], v, lv) for v in versus]} for lv in levels]
-    pc = a.get("positive_control")
-    if pc:
-        t = test(pc["variant"], pc.get("versus", pc["variant"]), pc["level"], pc.get("versus_level"), pc.get("endpoint"))
-        t["detected"] = t["status"] == "ok" and detected(t, pc.get("direction", direction))
-        out["positive_control"] = t
-    nc = a.get("negative_control")
-    if nc:
-        t = test(nc["variant"], nc["versus"], nc["level"])
-        t["equivalent"] = equivalent(t, t.get("mdd")) if t["status"] == "ok" else None
-        out["negative_control"] = t
+        return {**worst, "p_value": max(p["p_value"] if p["p_value"] is not None else 1.0 for p in parts),
+                "complete": all(p["complete"] for p in parts), "parts": parts}
+
+    out["primary"] = combined([pair(prim["variant"], v, prim["level"]) for v in versus])
+    out["levels"] = [{"level": lv, **combined([pair(prim["variant"], v, lv) for v in versus])} for lv in knob["levels"]]
+    others = [lv for lv in knob["levels"] if lv != prim["level"]]
+    if others:  # the effect's change from the first other level to the primary one (a contrast of four arms)
+        lo = others[0]
+        out["interaction"] = [test([(1.0, prim["variant"], prim["level"]), (-1.0, v, prim["level"]),
+                                    (-1.0, prim["variant"], lo), (1.0, v, lo)], endpoint, subset,
+                                   variant=prim["variant"], versus=v, level=prim["level"], from_level=lo)
+                              for v in versus]
+    pc = a["positive_control"]
+    t = pair(pc["variant"], pc.get("versus", pc["variant"]), pc["level"], pc.get("versus_level"), pc.get("endpoint"))
+    out["positive_control"] = {**t, "direction": pc.get("direction", direction),
+                               "detected": t["status"] == "ok" and detected(t, pc.get("direction", direction))}
+    nc = a["negative_control"]
+    t = pair(nc["variant"], nc["versus"], nc["level"], ep=nc.get("endpoint"))
+    out["negative_control"] = {**t, "equivalent": equivalent(t, t.get("mdd")) if t["status"] == "ok" else None}
+    primary_rows = [[prim["variant"], v] for v in versus]
+    out["secondary"] = [pair(v, w, prim["level"], ep=ep, sub=sub)  # exploratory: no Holm, no verdict
+                        for ep in [endpoint, *a.get("secondary_endpoints", [])]
+                        for sub in [subset, *a.get("secondary_subsets", [])]
+                        for v, w in primary_rows + list(a.get("secondary_rows", []))
+                        if not (ep == endpoint and sub == subset and [v, w] in primary_rows)]
     return out
 
 
-def decide(results: list[dict]) -> list[dict]:
-    """Holm across the experiments' primary tests, then each one's verdict."""
-    from she_bench.report.stats import holm
-
-    ps = [r.get("primary", {}).get("p_value") if r.get("primary", {}).get("status") == "ok" else None for r in results]
-    for r, p in zip(results, holm(ps)):
-        if "primary" not in r:
-            continue
-        r["primary"]["p_holm"] = p
-        pc = r.get("positive_control")
-        if r["primary"].get("status") != "ok" or (pc and pc.get("status") != "ok"):
-            r["verdict"] = "missing runs"
-            continue
-        r["verdict"] = verdict(r["primary"]["diff"], p, r["direction"], bool(pc is None or pc["detected"]))
-    return results
-
-
-def _fmt(x, nd: int = 3) -> str:
-    return "-" if x is None else f"{x:+.{nd}f}"
-
-
-def summary_markdown(results: list[dict]) -> str:
-    """The claims summary table (one row per experiment) with its controls."""
-    lines = ["# Claims", "", "Each claim's primary test (variant - comparator, 95% interval over seeds x queries, Holm across "
-             "the primary tests), its positive and negative controls and the verdict (report/claims.py).", "",
-             "| experiment | endpoint | primary | effect [95% CI] | p (Holm) | MDD | positive control | negative control | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        if "aa_missing" in r:
-            lines.append(f"| {r['name']} | A/A | - | missing | - | - | - | - | missing runs ({r['aa_missing']}) |")
-            continue
-        if "aa" in r:
-            for ep, aa in r["aa"].items():
-                lines.append(f"| {r['name']} | {ep} | A/A, {aa['splits']} splits | - | - | - | - | - | "
-                             f"{aa['significant']} of {aa['splits']} significant |")
-            continue
-        p = r.get("primary", {})
-        pc, nc = r.get("positive_control") or {}, r.get("negative_control") or {}
-        versus = ", ".join(x["versus"] for x in p.get("parts", [])) or "-"
-        eff = f"{_fmt(p.get('diff'))} [{_fmt(p.get('lo'))}, {_fmt(p.get('hi'))}]" if p.get("status") == "ok" else "missing"
-        pcs = ("detected" if pc.get("detected") else "not detected") if pc.get("status") == "ok" else "missing"
-        ncs = {True: "equivalent", False: "not shown equivalent", None: "missing"}[nc.get("equivalent")]
-        ph = p.get("p_holm")
-        lines.append(f"| {r['name']} | {r['endpoint']} ({r['subset']}) | {p.get('variant', '-')} vs {versus} | {eff} | "
-                     f"{'-' if ph is None else f'{ph:.3g}'} | {_fmt(p.get('mdd'))} | {pcs} | {ncs} | "
-                     f"{r.get('verdict', 'missing runs')} |")
-    return "\n".join(lines) + "\n"
-
-
-def build_claims(experiments: list[Path], run_dirs: list[Path], out: Path, n_boot: int = 2000) -> list[dict]:
-    """Analyse every experiment file over the runs found under run_dirs; writes claims.json and summary.md."""
-    import yaml
-
-    from she_bench.report.collect import collect, find_run_dirs
-
-    runs, _ = collect(find_run_dirs(run_dirs))
-    groups: dict[str, list] = {}
-    for r in runs:
-        groups.setdefault(r.name, []).append(r)
+def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boot: int = 2000) -> dict:
+    """A/A: one recipe's 2m seeds in one cell, split every way into m against m (6 seeds: 10 splits, each pair of
+    halves once), each split tested like a primary comparison; how many come out significant at ALPHA (about 5%
+    expected)."""
+    n = len(per_seed_runs)
+    if n < 2 or n % 2:
+        raise ValueError(f"A/A needs an even number (>= 2) of seeds, got {n}")
     results = []
-    for path in experiments:
-        exp = yaml.safe_load(Path(path).read_text())
-        results.append({**analyse(exp, groups, n_boot), "file": Path(path).name})
-    decide(results)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "claims.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=float) + "\n")
-    (out / "summary.md").write_text(summary_markdown(results))
+    for a in (c for c in combinations(range(n), n // 2) if 0 in c):
+        b = [i for i in range(n) if i not in a]
+        est = effect([(1.0, [per_seed_runs[i] for i in a]), (-1.0, [per_seed_runs[i] for i in b])], endpoint,
+                     subset, n_boot)
+        results.append({"a": list(a), "b": b, "diff": est["diff"], "lo": est["lo"], "hi": est["hi"],
+                        "p_value": est["p_value"]})
+    sig = sum(r["p_value"] is not None and r["p_value"] < ALPHA for r in results)
+    return {"status": "ok", "splits": len(results), "significant": sig, "results": results}
+
+
+def decide(results: list[dict]) -> list[dict]:
+    """Holm across the experiments' primary tests (an incomplete one enters with p = 1, so the family keeps its
+    declared size), then each one's verdict."""
+    claims = [r for r in results if "primary" in r]
+    ps = [r["primary"]["p_value"] if r["primary"]["status"] == "ok" and r["primary"]["complete"]
+          and r["primary"]["p_value"] is not None else 1.0 for r in claims]
+    for r, p in zip(claims, holm(ps)):
+        r["primary"]["p_holm"] = p
+        prim, pc = r["primary"], r["positive_control"]
+        if not (prim["complete"] and pc["complete"]):
+            r["verdict"] = INCOMPLETE  # runs still to do: no verdict yet
+        else:  # an endpoint with nothing to count is not detected (control) or not significant (primary)
+            r["verdict"] = verdict(prim.get("diff"), p, r["direction"], pc["detected"])
     return results
+
+
+def proxies(exp: dict, runs: dict) -> list[str]:
+    """What in the experiment's runs stands in for the real thing, read from their configs: an oracle GRM, a test
+    subset, a toy model on a CPU, the training budget."""
+    configs = [r.config for by_seed in runs.values() for r in by_seed.values() if r is not None]
+    out = set()
+    for c in configs:
+        rew, ev = c.get("reward") or {}, c.get("eval") or {}
+        if c.get("method") in ("srpo", "she") and rew.get("grm") == "oracle" and rew.get("mixing") != "verifier_only":
+            out.add(f"oracle GRM (gold steps flipped at rate {rew.get('grm_error_rate')}), not a trained judge")
+        if ev.get("subset"):
+            out.add(f"test subset of at least {ev['subset']} pairs")
+        if ev.get("samples") and ev.get("samples_subset"):
+            out.add(f"pass@{ev['samples']} on a query-stratified test subset of at least {ev['samples_subset']} pairs")
+        if str(c.get("model", "")).startswith("toy-"):
+            out.add(f"{c['model']} (a toy model trained from scratch) on a CPU")
+        if c.get("method") in ("grpo", "srpo", "she"):
+            out.add(f"RL budget {(c.get('train') or {}).get('max_steps')} steps x "
+                    f"{(c.get('train') or {}).get('prompts_per_step')} prompts")
+    return sorted(out)
+
+
+def build_claims(experiments: list[Path], runs_root: Path, n_boot: int = 2000) -> list[dict]:
+    """Every experiment file analysed over its runs under runs_root, with Holm and verdicts."""
+    index, results = RunIndex(runs_root), []
+    for path in experiments:
+        exp = load_experiment(Path(path))
+        runs = index.runs_of(Path(path), exp)
+        done = sum(r is not None for by_seed in runs.values() for r in by_seed.values())
+        total = sum(len(by_seed) for by_seed in runs.values())
+        results.append({**analyse(exp, runs, n_boot), "file": Path(path).name, "runs_done": done, "runs_declared": total,
+                        "proxies": proxies(exp, runs)})
+    return decide(results)
