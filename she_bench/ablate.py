@@ -37,10 +37,13 @@ from she_bench.data.cards import Card, find_card
 from she_bench.runs import Run
 
 SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "cells", "output_dir",
-              "report", "claim", "knob", "analysis", "budget"}
+              "report", "claim", "knob", "analysis", "budget", "gpu"}
 """`report` (baseline, primary comparisons) is read by `she-bench report --suite`, not by ablate; a claim experiment's
 `claim`, `analysis` and `budget` by its analysis (report/claims.py). Its `knob` ({key, levels, default}) is a sweep:
-one cell per level, where the default level adds no override (so its runs are the ones every experiment shares)."""
+one cell per level, where the default level adds no override (so its runs are the ones every experiment shares).
+A profile section (`gpu`) holds top-level keys that replace the suite's when that profile is asked for (more knob
+levels, seeds, rows and longer budgets for a machine that has them), so one file declares both scales."""
+PROFILES = ("gpu",)
 
 
 @dataclass
@@ -64,7 +67,8 @@ class Job:
         return "partial" if self.run.path.exists() else "new"
 
 
-def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
+def read_suite(path: Path, profile: str | None = None) -> dict:
+    """A suite file as a mapping, its `profile` section (if asked for and present) laid over the top-level keys."""
     try:
         suite = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as e:
@@ -74,6 +78,19 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
     unknown = set(suite) - SUITE_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown suite key '{sorted(unknown)[0]}' (known: {', '.join(sorted(SUITE_KEYS))})")
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f"profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    over = suite.pop(profile, None) if profile else None
+    if over is not None:
+        if not isinstance(over, dict) or set(over) - (SUITE_KEYS - {"gpu", "analysis", "claim", "name"}):
+            raise ConfigError(f"{path}: field '{profile}' must map suite keys (knob, seeds, recipes, overrides, "
+                              f"output_dir, ...) to the values that replace them")
+        suite.update(over)
+    return suite
+
+
+def load_suite(path: Path, output_dir: str | None = None, profile: str | None = None) -> list[Job]:
+    suite = read_suite(path, profile)
     if not suite.get("recipes"):
         raise ConfigError(f"{path}: field 'recipes' must list at least one recipe")
     base = {str(k): v for k, v in (suite.get("overrides") or {}).items()}
@@ -116,11 +133,11 @@ def load_suite(path: Path, output_dir: str | None = None) -> list[Job]:
     return jobs
 
 
-def load_suites(paths: list[Path], output_dir: str | None = None) -> list[Job]:
+def load_suites(paths: list[Path], output_dir: str | None = None, profile: str | None = None) -> list[Job]:
     """The jobs of several suites, in order, each run once (suites that share a cell share its runs)."""
     jobs, seen = [], set()
     for path in paths:
-        for j in load_suite(path, output_dir):
+        for j in load_suite(path, output_dir, profile):
             if j.run.path not in seen:
                 seen.add(j.run.path)
                 jobs.append(j)

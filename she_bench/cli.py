@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="suite YAML(s) (e.g. benchmarks/suites/toyshop.yaml); several run as one grid, shared runs once")
     ab.add_argument("--workers", type=int, default=1, help="runs in parallel on this machine")
     ab.add_argument("--output-dir", help="overrides the suite's output_dir")
+    ab.add_argument("--profile", choices=["gpu"], help="lay the suites' profile section over them (e.g. gpu: more "
+                                                       "levels, seeds and longer budgets)")
     ab.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
     ab.add_argument("--emit", metavar="FILE", help="write the unfinished runs as commands, one per line ('-' for stdout)")
 
@@ -59,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", required=True, help="output folder (claims.json, summary.md, a page and plot per claim, "
                                                  "index.html)")
     cl.add_argument("--bootstrap", type=int, default=2000, help="query resamples behind intervals and p-values")
+    cl.add_argument("--profile", choices=["gpu"], help="the profile the runs were made with (ablate --profile)")
 
     data = sub.add_parser("data", help="inspect benchmarks")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -112,7 +115,7 @@ def cmd_run(args) -> int:
 def cmd_ablate(args) -> int:
     from she_bench.ablate import emit, load_suites, run_jobs
 
-    jobs = load_suites([Path(p) for p in args.suite], args.output_dir)
+    jobs = load_suites([Path(p) for p in args.suite], args.output_dir, args.profile)
     if args.dry_run:
         for j in jobs:
             print(f"{j.status():8s} {j.run.path}")
@@ -193,9 +196,10 @@ def cmd_claims(args) -> int:
 
     if args.bootstrap < 1:
         raise ConfigError(f"--bootstrap: expected a number >= 1, got {args.bootstrap}")
-    results = build_claims([Path(p) for p in args.experiments], Path(args.runs), args.bootstrap)
+    results = build_claims([Path(p) for p in args.experiments], Path(args.runs), args.bootstrap, args.profile)
     command = shlex.join(["she-bench", "claims", "--experiments", *args.experiments, "--runs", args.runs, "--out",
-                          args.out] + (["--bootstrap", str(args.bootstrap)] if args.bootstrap != 2000 else []))
+                          args.out] + (["--bootstrap", str(args.bootstrap)] if args.bootstrap != 2000 else [])
+                         + (["--profile", args.profile] if args.profile else []))
     write_claims(results, Path(args.out), command)
     for r in results:
         print(f"{r['name']}: {r.get('verdict', 'A/A')} ({r['runs_done']} of {r['runs_declared']} runs done)")

@@ -415,6 +415,9 @@ CARD_RULES: tuple[tuple[str, Callable[[Any], str], Callable[[Config], Any], Call
      lambda c: c.eval.split, lambda v, b: bool(b.splits.get(v))),
     ("reward.verifier_steps", lambda b: f"steps that {b.name} annotates ({', '.join(b.card.annotated_steps)})",
      lambda c: c.reward.verifier_steps, lambda v, b: v is None or set(v) <= set(b.card.annotated_steps)),
+    ("reward.verifier_steps", lambda b: f"null while the card's annotation_share ({b.card.annotation_share:g}) < 1: "
+     "the knob, not a recipe's fixed list, decides which steps the verifier knows",
+     lambda c: c.reward.verifier_steps, lambda v, b: v is None or b.card.annotation_share >= 1),
     ("curriculum.slices", lambda b: f"slices of {b.name} ({', '.join(b.card.slices)})",
      lambda c: [x for stage in c.curriculum for x in stage.slices or []], lambda v, b: set(v) <= set(b.card.slices)),
     ("prompt.item_fields", lambda b: f"product fields of {b.name} ({', '.join(sorted(_item_fields(b)))})",

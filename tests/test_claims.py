@@ -116,6 +116,25 @@ def test_every_experiment_declares_its_analysis_and_expands(path):
     assert len(exp["seeds"]) >= 3 and a["primary"]["level"] in exp["knob"]["levels"]
     assert len({j.run.path for j in jobs}) == len(exp["recipes"]) * len(exp["knob"]["levels"]) * len(exp["seeds"])
     assert yaml.safe_load(path.read_text())["knob"]["default"] in exp["knob"]["levels"]
+    gpu = load_experiment(path, "gpu")  # the GPU profile: at least as many levels and seeds, the same analysis
+    assert len(gpu["seeds"]) >= len(exp["seeds"]) and set(map(str, exp["knob"]["levels"])) <= set(map(str, gpu["knob"]["levels"]))
+    assert gpu["analysis"] == exp["analysis"] and len(load_suite(path, profile="gpu")) >= len(jobs)
+
+
+def test_a_profile_replaces_the_suite_keys_it_names(tmp_path):
+    import yaml
+
+    from she_bench.config import ConfigError
+
+    path = _experiment(tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**doc, "gpu": {"seeds": [0, 1, 2, 3], "overrides": {"train.max_steps": 7}}}))
+    jobs = load_suite(path, profile="gpu")
+    assert {j.seed for j in jobs} == {0, 1, 2, 3} and all(j.run.cfg.train.max_steps == 7 for j in jobs)
+    assert {j.seed for j in load_suite(path)} == {0, 1, 2}  # without the profile the file is unchanged
+    path.write_text(yaml.safe_dump({**doc, "gpu": {"analysis": {}}}))
+    with pytest.raises(ConfigError, match="field 'gpu'"):  # the analysis is fixed: no profile may change it
+        load_suite(path, profile="gpu")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -244,3 +263,12 @@ def test_a_malformed_analysis_is_refused_naming_the_field(tmp_path, field, value
     path = _experiment(tmp_path, **{field: value})
     with pytest.raises(ConfigError, match=match):
         load_experiment(path)
+
+
+def test_a_fixed_verifier_list_cannot_override_the_annotation_knob(tmp_path, capsys):
+    from she_bench.cli import main
+
+    assert main(["run", "--method", "she", "--benchmark", CARD, "--output-dir", str(tmp_path),
+                 "card.annotation_share=0.25"]) == 2
+    assert "reward.verifier_steps: expected null while the card's annotation_share" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was built

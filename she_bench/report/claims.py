@@ -25,7 +25,6 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from she_bench.config import ConfigError
 from she_bench.registry import Registry
@@ -171,12 +170,13 @@ def _where(path, field: str, want: str, got) -> ConfigError:
     return ConfigError(f"{path}: field '{field}': expected {want}, got {got!r}")
 
 
-def load_experiment(path: Path) -> dict:
-    """An experiment file, its analysis checked against its own rows and knob (one line naming the field)."""
-    from she_bench.ablate import load_suite
+def load_experiment(path: Path, profile: str | None = None) -> dict:
+    """An experiment file (with its `profile` section laid over it), its analysis checked against its own rows and
+    knob (one line naming the field)."""
+    from she_bench.ablate import load_suite, read_suite
 
-    jobs = load_suite(path)  # the suite part: recipes, knob, seeds
-    exp = yaml.safe_load(Path(path).read_text())
+    jobs = load_suite(path, profile=profile)  # the suite part: recipes, knob, seeds
+    exp = read_suite(path, profile)
     a = exp.get("analysis")
     if not isinstance(a, dict) or not a:
         raise _where(path, "analysis", "a mapping fixed before the runs", a)
@@ -229,8 +229,8 @@ def _key(level) -> str:
 class RunIndex:
     """The runs of experiment files under one output folder, read once each (experiments share runs)."""
 
-    def __init__(self, root: Path):
-        self.root, self._read = Path(root), {}
+    def __init__(self, root: Path, profile: str | None = None):
+        self.root, self.profile, self._read = Path(root), profile, {}
 
     def runs_of(self, path: Path, exp: dict) -> dict:
         """{(recipe, level key): {seed: run data or None (not done)}} for the file's jobs."""
@@ -238,7 +238,7 @@ class RunIndex:
 
         knob = exp.get("knob") or {}
         out: dict = {}
-        for job in load_suite(path, str(self.root)):
+        for job in load_suite(path, str(self.root), self.profile):
             level = job.overrides.get(knob["key"], knob.get("default")) if knob else None
             out.setdefault((job.recipe, _key(level)), {})[job.seed] = self.read(job.run.path)
         return out
@@ -385,11 +385,11 @@ def proxies(exp: dict, runs: dict) -> list[str]:
     return sorted(out)
 
 
-def build_claims(experiments: list[Path], runs_root: Path, n_boot: int = 2000) -> list[dict]:
+def build_claims(experiments: list[Path], runs_root: Path, n_boot: int = 2000, profile: str | None = None) -> list[dict]:
     """Every experiment file analysed over its runs under runs_root, with Holm and verdicts."""
-    index, results = RunIndex(runs_root), []
+    index, results = RunIndex(runs_root, profile), []
     for path in experiments:
-        exp = load_experiment(Path(path))
+        exp = load_experiment(Path(path), profile)
         runs = index.runs_of(Path(path), exp)
         done = sum(r is not None for by_seed in runs.values() for r in by_seed.values())
         total = sum(len(by_seed) for by_seed in runs.values())
