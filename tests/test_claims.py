@@ -272,3 +272,19 @@ def test_a_fixed_verifier_list_cannot_override_the_annotation_knob(tmp_path, cap
                  "card.annotation_share=0.25"]) == 2
     assert "reward.verifier_steps: expected null while the card's annotation_share" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before anything was built
+
+
+def test_the_data_card_counts_the_knobs():
+    from she_bench.data.describe import describe, format_card
+
+    bench = load_benchmark(CARD, overrides={"rationale_share": 1.0, "teacher_noise": 0.5, "annotation_share": 0.5})
+    train = bench.splits["train"]
+    card = describe(bench)["splits"]["train"]
+    noisy = [ex for ex in train if ex.teacher]
+    assert card["teacher_noise"]["pairs"] == len(noisy) == round(0.5 * len(train))
+    assert sum(card["teacher_noise"]["how"].values()) == len(noisy)
+    assert card["teacher_noise"]["steps"]["item_understanding"] <= len(noisy)
+    assert card["annotation"]["pairs"] == sum(ex.annotated for ex in train) == round(0.5 * len(train))
+    text = format_card(describe(bench))
+    assert "released rationales corrupted" in text and "the verifier knows the steps of" in text
+    assert "teacher_noise" not in describe(load_benchmark(CARD))["splits"]["train"]  # absent at the default

@@ -26,6 +26,15 @@ def describe(bench: Benchmark) -> dict:
             out["splits"][name]["rationales"] = {
                 "pairs": sum(ex.rationale for ex in exs), "share": bench.card.rationale_share,
                 "from_slices": bench.card.rationale_slices, "by_slice": dict(sorted(by_slice.items()))}
+            noisy = [ex for ex in exs if ex.teacher]
+            if bench.card.teacher_noise:  # which released rationales were corrupted, how, and in which steps
+                out["splits"][name]["teacher_noise"] = {
+                    "pairs": len(noisy), "share": bench.card.teacher_noise,
+                    "how": dict(sorted(Counter(ex.noise for ex in noisy).items())),
+                    "steps": dict(sorted(Counter(s for ex in noisy for s in ex.teacher).items()))}
+            if bench.card.annotation_share < 1:
+                out["splits"][name]["annotation"] = {"pairs": sum(ex.annotated for ex in exs),
+                                                     "share": bench.card.annotation_share}
         if bench.card.silver_steps and exs:  # share of pairs whose silver step says something
             out["splits"][name]["silver_coverage"] = {
                 step: round(sum(informative(step, ex.silver.get(step, "")) for ex in exs) / len(exs), 4)
@@ -75,6 +84,15 @@ def format_card(card: dict) -> str:
             lines.append(f"  rationales:  {r['pairs']:,} of {s['pairs']:,} pairs may be SFT targets (rationale_share "
                          f"{r['share']:g}" + (f", from slices {', '.join(r['from_slices'])}" if r["from_slices"] else "")
                          + "): " + ", ".join(f"{k} {v:,}" for k, v in r["by_slice"].items()))
+        if "teacher_noise" in s:
+            t = s["teacher_noise"]
+            lines.append(f"  teacher:     {t['pairs']:,} released rationales corrupted, label kept (teacher_noise "
+                         f"{t['share']:g}): " + ", ".join(f"{k} {v:,}" for k, v in t["how"].items())
+                         + "; steps changed: " + ", ".join(f"{k} {v:,}" for k, v in t["steps"].items()))
+        if "annotation" in s:
+            a = s["annotation"]
+            lines.append(f"  annotated:   the verifier knows the steps of {a['pairs']:,} of {s['pairs']:,} pairs "
+                         f"(annotation_share {a['share']:g}; the label of every pair)")
         if "silver_coverage" in s:
             lines.append("  silver:      " + ", ".join(f"{k} {v:.1%}" for k, v in s["silver_coverage"].items())
                          + " of pairs informative")
