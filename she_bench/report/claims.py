@@ -321,6 +321,7 @@ def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
     nc = a["negative_control"]
     t = pair(nc["variant"], nc["versus"], nc["level"], ep=nc.get("endpoint"))
     out["negative_control"] = {**t, "equivalent": equivalent(t, t.get("mdd")) if t["status"] == "ok" else None}
+    out["stages"] = {recipe: stages(list(have(recipe, prim["level"]).values())) for recipe in [prim["variant"], *versus]}
     primary_rows = [[prim["variant"], v] for v in versus]
     out["secondary"] = [pair(v, w, prim["level"], ep=ep, sub=sub)  # exploratory: no Holm, no verdict
                         for ep in [endpoint, *a.get("secondary_endpoints", [])]
@@ -328,6 +329,19 @@ def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
                         for v, w in primary_rows + list(a.get("secondary_rows", []))
                         if not (ep == endpoint and sub == subset and [v, w] in primary_rows)]
     return out
+
+
+def stages(runs: list) -> list[dict]:
+    """A row's training stages as its runs logged them (curriculum stages, each with its prompts and steps; mean
+    over the runs): what a curriculum or a filter had to work with."""
+    seen: dict[str, dict] = {}
+    for r in runs:
+        for e in r.train_log:
+            if e.get("event") == "stage_start":
+                st = seen.setdefault(e["stage"], {"stage": e["stage"], "method": e.get("method"), "prompts": [],
+                                                  "steps": e.get("steps")})
+                st["prompts"].append(e.get("prompts", 0))
+    return [{**st, "prompts": round(sum(st["prompts"]) / len(st["prompts"]), 1)} for st in seen.values()]
 
 
 def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boot: int = 2000) -> dict:

@@ -114,6 +114,12 @@ def claim_blocks(r: dict) -> list[tuple]:
         b.append(("table", ["comparison", "endpoint", "subset", "effect [95% CI]", "p", "seeds"],
                   [[_comparison(t), t["endpoint"], t["subset"], _estimate(t), _p(t.get("p_value")),
                     _seeds(t, r["seeds"])] for t in r["secondary"]]))
+    staged = {k: v for k, v in (r.get("stages") or {}).items() if v}
+    if staged:
+        b.append(("h2", "Training stages of the primary rows (as logged; prompts: mean over seeds)"))
+        b.append(("table", ["row", "stage", "method", "prompts", "steps"],
+                  [[row, st["stage"], st["method"], st["prompts"], st["steps"]] for row, sts in staged.items()
+                   for st in sts]))
     if r.get("proxies"):
         b.append(("h2", "Stand-ins in these runs"))
         b.append(("ul", r["proxies"]))
