@@ -377,13 +377,13 @@ def test_label_prompt_is_refused_for_training(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["rft", "srpo-shuffled", "sft-oracle", "grpo-filter", "she-no-verifier-err03"])
-def test_claim_experiment_recipes_run(tmp_path, recipe, capsys):
+def test_claim_experiment_recipes_run(tmp_path, recipe, capsys, monkeypatch):
     extra = SHE_TINY if recipe in ("grpo-filter", "she-no-verifier-err03") else []
     card = ["card.teacher_noise=0.5", "card.rationale_share=0.5"] if recipe == "sft-oracle" else []
     if recipe == "rft":  # the tiny warm start writes no valid right-label sample: one clear line, no training
-        assert main(["run", "--method", recipe, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 2
+        assert main(["run", "--method", recipe, "--benchmark", CARD, "--output-dir", str(tmp_path / "none"), *TINY]) == 2
         assert "RFT found no sample to train on" in capsys.readouterr().err
-        return
+        _competent_samples(monkeypatch)  # then a warm start whose samples are right half the time: RFT trains on those
     assert main(["run", "--method", recipe, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY, *extra, *card]) == 0
     path = run_dir(tmp_path, recipe)
     manifest = json.loads((path / "manifest.json").read_text())
@@ -391,10 +391,27 @@ def test_claim_experiment_recipes_run(tmp_path, recipe, capsys):
     log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
     if recipe == "srpo-shuffled":  # the step term is still there (only its information is gone)
         assert any(k.startswith("step_term_abs/") for r in log if r.get("stage") == "main" for k in r)
+    if recipe == "rft":  # one row per distinct valid right-label sample of its prompts (4 prompts x 1 right)
+        assert manifest["rft_rows"] == manifest["rft_prompts"] == 4
     if recipe == "grpo-filter":  # the offline filter, then one GRPO stage without step rewards
         assert (path / "filter_report.json").exists()
         assert [r["method"] for r in log if r.get("event") == "stage_start"] == ["grpo"]
         assert not any(k.startswith("step_reward/") for r in log for k in r)
+
+
+def _competent_samples(monkeypatch):
+    """Stand in for a warm start that can do the task: each prompt's samples are its gold chain and a wrong label."""
+    from she_bench.methods import rollouts
+    from she_bench.reasoning.template import gold_rationale
+
+    def fake(ctx, model, examples, k, desc="rollouts"):
+        def one(ex, right):
+            text = gold_rationale(ex, withheld_ok=True, clean=True)
+            return {"text": text if right else text + " ", "format_valid": True,
+                    "pred": ex.label if right else next(lab for lab in ctx.bench.labels if lab != ex.label)}
+        return [[one(ex, i % 2 == 0) for i in range(k)] for ex in examples]
+
+    monkeypatch.setattr(rollouts, "sample_rollouts", fake)
 
 
 def test_rft_keeps_distinct_valid_samples_with_the_gold_label():
