@@ -75,7 +75,7 @@ def primary_line(r: dict) -> str:
 def claim_blocks(r: dict) -> list[tuple]:
     """One claim experiment's page."""
     knob = r["knob"]
-    b: list[tuple] = [("h1", f"{r['name']}: {r['claim']}")]
+    b: list[tuple] = [("h1", f"{r['name']}: {r['claim']}", r["name"])]
     if r.get("description"):
         b.append(("p", " ".join(r["description"].split())))
     b.append(("p", f"File benchmarks/experiments/{r['file']}; knob {knob['key']} at levels "
@@ -127,7 +127,7 @@ def claim_blocks(r: dict) -> list[tuple]:
 
 
 def aa_blocks(r: dict) -> list[tuple]:
-    b: list[tuple] = [("h1", f"{r['name']}: {r['claim']}")]
+    b: list[tuple] = [("h1", f"{r['name']}: {r['claim']}", r["name"])]
     aa = r["aa"]
     if aa.get("status") == "missing":
         b.append(("p", f"Incomplete: seeds {aa['done']} of {aa['seeds']} of {r['aa_variant']} done."))
@@ -169,7 +169,7 @@ def summary_blocks(results: list[dict], command: str) -> list[tuple]:
             b.append(("p", "A/A (" + r["aa_variant"] + ", " + str(len(r["seeds"])) + " seeds, every 3-vs-3 split): "
                       + "; ".join(f"{ep} {x['significant']} of {x['splits']} significant" for ep, x in aa.items())
                       + " (about 5% expected)."))
-    b.append(("ul", [f"[{r['name']}]({r['name']}.md)" for r in results]))
+    b.append(("links", [r["name"] for r in results]))
     return b
 
 
@@ -183,6 +183,8 @@ def markdown(blocks: list[tuple]) -> str:
             out += [blk[1], ""]
         elif kind == "ul":
             out += [f"- {x}" for x in blk[1]] + [""]
+        elif kind == "links":
+            out += [f"- [{x}]({x}.md)" for x in blk[1]] + [""]
         elif kind == "table":
             out += ["| " + " | ".join(blk[1]) + " |", "|" + "---|" * len(blk[1])]
             out += ["| " + " | ".join(str(c) for c in row) + " |" for row in blk[2]] + [""]
@@ -197,11 +199,14 @@ def html_blocks(blocks: list[tuple], out_dir: Path, shift: int = 0) -> list[str]
         kind = blk[0]
         if kind in ("h1", "h2"):
             n = (1 if kind == "h1" else 2) + shift
-            out.append(f"<h{n}>{e(blk[1])}</h{n}>")
+            anchor = f' id="{e(blk[2])}"' if len(blk) > 2 else ""
+            out.append(f"<h{n}{anchor}>{e(blk[1])}</h{n}>")
         elif kind == "p":
             out.append(f"<p>{e(blk[1])}</p>")
         elif kind == "ul":
             out.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in blk[1]) + "</ul>")
+        elif kind == "links":
+            out.append("<ul>" + "".join(f'<li><a href="#{e(x)}">{e(x)}</a></li>' for x in blk[1]) + "</ul>")
         elif kind == "table":
             head = "".join(f"<th>{e(h)}</th>" for h in blk[1])
             body = "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in blk[2])
