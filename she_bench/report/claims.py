@@ -129,11 +129,11 @@ def effect(arms: list[tuple[float, list]], endpoint: str, subset: str = "overall
     return contrast(split, score, n_boot, seed)
 
 
-def detectable(est: dict) -> float | None:
-    """The minimum detectable difference (power 0.8, two-sided alpha 0.05) of a test like `est`."""
+def detectable(est: dict, alpha: float = ALPHA) -> float | None:
+    """The minimum detectable difference (power 0.8, two-sided `alpha`) of a test like `est`."""
     if est.get("query_var") is None:
         return None
-    return round(mdd(est["seed_var"] or 0.0, est["query_var"], est["n_seeds"], est["n_queries"]), 6)
+    return round(mdd(est["seed_var"] or 0.0, est["query_var"], est["n_seeds"], est["n_queries"], alpha=alpha), 6)
 
 
 def equivalent(est: dict, margin: float | None) -> bool | None:
@@ -364,13 +364,16 @@ def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boo
 
 def decide(results: list[dict]) -> list[dict]:
     """Holm across the experiments' primary tests (an incomplete one enters with p = 1, so the family keeps its
-    declared size), then each one's verdict."""
+    declared size), then each one's verdict; `mdd_holm` is the primary test's minimum detectable difference at
+    alpha / (the family's size), the level Holm's first step tests at."""
     claims = [r for r in results if "primary" in r]
     ps = [r["primary"]["p_value"] if r["primary"]["status"] == "ok" and r["primary"]["complete"]
           and r["primary"]["p_value"] is not None else 1.0 for r in claims]
     for r, p in zip(claims, holm(ps)):
         r["primary"]["p_holm"] = p
         prim, pc = r["primary"], r["positive_control"]
+        # what the corrected test can detect: Holm's first step tests at alpha / (the family's size)
+        prim["mdd_holm"] = detectable(prim, ALPHA / len(claims)) if prim["status"] == "ok" else None
         if not (prim["complete"] and pc["complete"]):
             r["verdict"] = INCOMPLETE  # runs still to do: no verdict yet
         else:  # an endpoint with nothing to count is not detected (control) or not significant (primary)

@@ -69,7 +69,8 @@ def primary_line(r: dict) -> str:
     done = "" if p["complete"] else f" Provisional: {len(p['seeds'])} of {len(r['seeds'])} seeds done."
     return (f"Primary test: {_comparison(p)} on {r['endpoint']} ({r['subset']}) = {_f(p['diff'])} "
             f"[{_f(p['lo'])}, {_f(p['hi'])}]{iu}, p = {_p(p['p_value'])}, Holm-adjusted p = {_p(p.get('p_holm'))}; "
-            f"minimum detectable difference {_f(p.get('mdd'), sign=False)} at {len(p['seeds'])} seeds.{done}")
+            f"minimum detectable difference {_f(p.get('mdd'), sign=False)} at {len(p['seeds'])} seeds "
+            f"(alpha 0.05), {_f(p.get('mdd_holm'), sign=False)} at Holm's first step.{done}")
 
 
 def claim_blocks(r: dict) -> list[tuple]:
@@ -151,13 +152,14 @@ def summary_blocks(results: list[dict], command: str) -> list[tuple]:
             continue
         p = r["primary"]
         rows.append([r["name"], f"{r['endpoint']} ({r['subset']})", _comparison(p) if "variant" in p else "-",
-                     r["direction"], _estimate(p), _p(p.get("p_holm")), _f(p.get("mdd"), sign=False),
+                     r["direction"], _estimate(p), _p(p.get("p_holm")), _f(p.get("mdd_holm"), sign=False),
                      _control_outcome("positive", r["positive_control"]),
                      _control_outcome("negative", r["negative_control"]), r["verdict"], f"{r['runs_done']}/{r['runs_declared']}"])
-    b.append(("table", ["claim", "endpoint", "primary", "predicted", "effect [95% CI]", "p (Holm)", "MDD",
+    b.append(("table", ["claim", "endpoint", "primary", "predicted", "effect [95% CI]", "p (Holm)", "MDD (Holm)",
                         "positive control", "negative control", "verdict", "runs"], rows))
     b.append(("figure", "summary.png", "Each claim's primary effect in its predicted direction, in units of its "
-                                       "minimum detectable difference (1 = detectable at 80% power), with its 95% "
+                                       "minimum detectable difference at Holm's first step (1 = detectable at 80% "
+                                       "power after the correction), with its 95% "
                                        "interval; colour: the verdict."))
     for r in results:
         if "aa" not in r:
@@ -254,8 +256,8 @@ def summary_plot(results: list[dict], path: Path) -> None:
     for i, r in enumerate(claims):
         p, y = r["primary"], len(claims) - 1 - i
         sign = 1 if r["direction"] == "higher" else -1
-        if p.get("status") == "ok" and p.get("mdd") and p.get("lo") is not None:
-            z, a, b = (sign * p[k] / p["mdd"] for k in ("diff", "lo", "hi"))
+        if p.get("status") == "ok" and p.get("mdd_holm") and p.get("lo") is not None:
+            z, a, b = (sign * p[k] / p["mdd_holm"] for k in ("diff", "lo", "hi"))
             lo, hi = min(a, b), max(a, b)
             ax.barh(y, z, color=VERDICT_COLORS.get(r["verdict"], "#c8c8c8"), height=0.6)
             ax.errorbar([z], [y], xerr=[[z - lo], [hi - z]], fmt="none", color="0.2", capsize=3)
@@ -265,7 +267,7 @@ def summary_plot(results: list[dict], path: Path) -> None:
     ax.axvline(1.0, color="0.5", linewidth=0.8, linestyle="--")
     ax.set_ylim(-0.5, len(claims) - 0.5)
     ax.set_yticks(range(len(claims)), [f"{r['name']}\n{r['verdict']}" for r in reversed(claims)], fontsize=8)
-    ax.set_xlabel("primary effect in the predicted direction / MDD")
+    ax.set_xlabel("primary effect in the predicted direction / MDD at Holm's first step")
     fig.savefig(path, format="png", metadata={"Software": None})
 
 
