@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--profile", choices=["gpu"], help="lay the suites' profile section over them (e.g. gpu: more "
                                                        "levels, seeds and longer budgets)")
     ab.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
+    ab.add_argument("--evidence", metavar="FILE", help="a claims report's evidence.jsonl.xz: runs it holds are left "
+                                                     "out (e.g. reports/claims/evidence.jsonl.xz)")
     ab.add_argument("--emit", metavar="FILE", help="write the unfinished runs as commands, one per line ('-' for stdout)")
 
     rep = sub.add_parser("report", help="tables, plots and an HTML page across run directories")
@@ -59,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--experiments", nargs="+", required=True, help="experiment YAMLs (benchmarks/experiments/*.yaml)")
     cl.add_argument("--runs", default="runs", help="the output folder their ablate runs went to (default: runs)")
     cl.add_argument("--out", required=True, help="output folder (claims.json, summary.md, a page and plot per claim, "
-                                                 "index.html)")
+                                                 "index.html, and evidence.jsonl.xz: what the analyses read of each "
+                                                 "run, read back for runs whose folders are not under --runs)")
     cl.add_argument("--bootstrap", type=int, default=2000, help="query resamples behind intervals and p-values")
     cl.add_argument("--profile", choices=["gpu"], help="the profile the runs were made with (ablate --profile)")
 
@@ -116,6 +119,13 @@ def cmd_ablate(args) -> int:
     from she_bench.ablate import emit, load_suites, run_jobs
 
     jobs = load_suites([Path(p) for p in args.suite], args.output_dir, args.profile)
+    if args.evidence:  # runs a claims report already holds need no folder here
+        from she_bench.report import evidence
+
+        have = evidence.load(Path(args.evidence))
+        kept = [j for j in jobs if j.run.path.relative_to(j.output_dir).as_posix() not in have]
+        print(f"{len(jobs) - len(kept)} of {len(jobs)} runs left out: their evidence is in {args.evidence}")
+        jobs = kept
     if args.dry_run:
         for j in jobs:
             print(f"{j.status():8s} {j.run.path}")
@@ -191,18 +201,25 @@ def cmd_data(args) -> int:
 
 def cmd_claims(args) -> int:
     from she_bench.config import ConfigError
-    from she_bench.report.claims import build_claims
+    from she_bench.report import evidence
+    from she_bench.report.claims import RunIndex, build_claims
     from she_bench.report.claims_pages import write_claims
 
     if args.bootstrap < 1:
         raise ConfigError(f"--bootstrap: expected a number >= 1, got {args.bootstrap}")
-    results = build_claims([Path(p) for p in args.experiments], Path(args.runs), args.bootstrap, args.profile)
+    ev_path = Path(args.out) / evidence.FILENAME
+    kept = evidence.load(ev_path) if ev_path.is_file() else {}
+    index = RunIndex(Path(args.runs), args.profile, kept)
+    results = build_claims([Path(p) for p in args.experiments], index, args.bootstrap)
     command = shlex.join(["she-bench", "claims", "--experiments", *args.experiments, "--runs", args.runs, "--out",
                           args.out] + (["--bootstrap", str(args.bootstrap)] if args.bootstrap != 2000 else [])
                          + (["--profile", args.profile] if args.profile else []))
     write_claims(results, Path(args.out), command)
+    evidence.write(index.evidence, ev_path)
     for r in results:
         print(f"{r['name']}: {r.get('verdict', 'A/A')} ({r['runs_done']} of {r['runs_declared']} runs done)")
+    folders, lines = index.sources()
+    print(f"{folders + lines} runs analysed: {folders} from their folders under {args.runs}, {lines} from {ev_path}")
     print(f"claims written to {args.out}")
     return 0
 

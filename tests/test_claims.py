@@ -237,6 +237,91 @@ def test_claims_pages_regenerate_byte_identical(tmp_path):
     assert "Verdict: supported" in page and "oracle GRM" in page and "Controls" in page
 
 
+def _claims_cli(path: Path, runs: Path, out: Path) -> int:
+    from she_bench.cli import main
+
+    return main(["claims", "--experiments", str(path), "--runs", str(runs), "--out", str(out), "--bootstrap", "200"])
+
+
+def test_the_report_regenerates_from_its_evidence_without_the_run_folders(tmp_path, capsys):
+    import shutil
+
+    path = _experiment(tmp_path)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    _simulate(path, runs, {("srpo", 0.5): 0.75, **DETECTED})
+    assert _claims_cli(path, runs, out) == 0
+    first = {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+    assert "evidence.jsonl.xz" in first and "30 from their folders" in capsys.readouterr().out
+    # half the folders gone, then all of them: the same report, byte for byte, and no line lost
+    for d in sorted(runs.glob("*/*"))[::2]:
+        shutil.rmtree(d)
+    assert _claims_cli(path, runs, out) == 0
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == first
+    shutil.rmtree(runs)
+    assert _claims_cli(path, runs, out) == 0
+    assert {p.name: p.read_bytes() for p in sorted(out.iterdir())} == first
+    assert "0 from their folders" in capsys.readouterr().out.splitlines()[-2]
+    # and ablate leaves out the runs the evidence holds
+    from she_bench.cli import main
+
+    assert main(["ablate", "--suite", str(path), "--output-dir", str(runs), "--dry-run",
+                 "--evidence", str(out / "evidence.jsonl.xz")]) == 0
+    assert capsys.readouterr().out.splitlines()[-2:] == [f"30 of 30 runs left out: their evidence is in "
+                                                         f"{out / 'evidence.jsonl.xz'}", "0 runs"]
+
+
+def test_a_finished_run_folder_replaces_its_evidence_line(tmp_path):
+    import json
+
+    from she_bench.report import evidence
+    from she_bench.report.claims import RunIndex
+
+    path = _experiment(tmp_path)
+    runs = tmp_path / "runs"
+    _simulate(path, runs, {})
+    index = RunIndex(runs)
+    build_claims([path], index, n_boot=50)
+    stale = {rel: evidence.Evidence(**{**vars(ev), "predictions": ev.predictions[:1]})
+             for rel, ev in index.evidence.items()}
+    fresh = RunIndex(runs, evidence=stale)
+    build_claims([path], fresh, n_boot=50)
+    assert fresh.sources() == (30, 0)
+    assert all(len(ev.predictions) == 600 for ev in fresh.evidence.values())
+    evidence.write(fresh.evidence, tmp_path / "e.jsonl.xz")
+    back = evidence.load(tmp_path / "e.jsonl.xz")
+    assert {r: json.dumps(vars(e), sort_keys=True) for r, e in back.items()} == \
+        {r: json.dumps(vars(e), sort_keys=True) for r, e in fresh.evidence.items()}
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda text: b"not xz at all", "not a readable evidence.jsonl.xz file"),
+    (lambda text: text[:len(text) // 2], "not a readable evidence.jsonl.xz file"),  # cut short
+    (lambda text: lzma_text(text, lambda t: t.replace('{"config"', '{"config" oops', 1)), "line 1: not JSON"),
+    (lambda text: lzma_text(text, lambda t: t.replace('"labels":', '"labelz":', 1)), "line 1, field 'labels': missing"),
+    (lambda text: lzma_text(text, lambda t: t.replace('"query_id":', '"query":', 1)),
+     "prediction 0, field 'query_id': missing"),
+])
+def test_a_damaged_evidence_file_is_one_error_naming_where(tmp_path, capsys, damage, match):
+    from she_bench.report import evidence
+
+    path, out = _experiment(tmp_path), tmp_path / "out"
+    ev = out / "evidence.jsonl.xz"
+    pred = {"id": "q0-0", "query_id": "q0", "gold": "Exact", "pred": "Exact", "entropy": 0.123456}
+    evidence.write({"toyshop/x": evidence.Evidence("toyshop/x", {"config": 1}, ["Exact"], [], [pred], None, [])}, ev)
+    assert evidence.load(ev)["toyshop/x"].predictions == [{**pred, "entropy": 0.123456}]
+    ev.write_bytes(damage(ev.read_bytes()))
+    capsys.readouterr()
+    assert _claims_cli(path, tmp_path / "runs", out) == 2
+    err = capsys.readouterr().err
+    assert str(ev) in err and match in err and len(err.strip().splitlines()) == 1
+
+
+def lzma_text(data: bytes, edit) -> bytes:
+    import lzma
+
+    return lzma.compress(edit(lzma.decompress(data).decode()).encode())
+
+
 def test_aa_counts_significant_splits(tmp_path):
     import yaml
 

@@ -84,12 +84,10 @@ def matching_step_accuracy(run, subset: str = "overall"):
 @ENDPOINTS.register("chain_pass_at_k")
 def chain_pass_at_k(run, subset: str = "overall"):
     """pass@k of the whole chain: some one of the eval.samples samples of a pair is format-valid with the gold
-    label and every checked step right (the run's sampled.jsonl)."""
-    path = Path(run.path) / "sampled.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{path}: chain pass@k needs the run's sampled outputs (eval.samples > 0)")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return _by_query((r["query_id"], float(r["chain_right"] > 0), 1.0) for r in rows
+    label and every checked step right (the run's sampled evaluation)."""
+    if run.sampled is None:
+        raise ValueError(f"{run.rel}: chain pass@k needs the run's sampled outputs (eval.samples > 0)")
+    return _by_query((r["query_id"], float(r["chain_right"] > 0), 1.0) for r in run.sampled
                      if subset == "overall" or subset in (r.get("slices") or ()))
 
 
@@ -227,13 +225,18 @@ def _key(level) -> str:
 
 
 class RunIndex:
-    """The runs of experiment files under one output folder, read once each (experiments share runs)."""
+    """The runs of experiment files under one output folder, each read once (experiments share runs) and through
+    its evidence (report/evidence.py): a finished run folder's, else the line `evidence` holds for it."""
 
-    def __init__(self, root: Path, profile: str | None = None):
-        self.root, self.profile, self._read = Path(root), profile, {}
+    def __init__(self, root: Path, profile: str | None = None, evidence: dict | None = None):
+        self.root, self.profile = Path(root), profile
+        self.evidence: dict = dict(evidence or {})
+        """{rel: Evidence}: the lines given, with those of the run folders read replacing theirs."""
+        self.from_folders: set[str] = set()
+        self._read: dict = {}
 
     def runs_of(self, path: Path, exp: dict) -> dict:
-        """{(recipe, level key): {seed: run data or None (not done)}} for the file's jobs."""
+        """{(recipe, level key): {seed: Evidence or None (not done)}} for the file's jobs."""
         from she_bench.ablate import load_suite
 
         knob = exp.get("knob") or {}
@@ -245,15 +248,25 @@ class RunIndex:
 
     def read(self, run_path: Path):
         from she_bench.report.collect import RunData, read_run
+        from she_bench.report.evidence import from_run
 
-        if run_path not in self._read:
-            got = read_run(run_path, run_path.name) if run_path.is_dir() else None
-            self._read[run_path] = got if isinstance(got, RunData) else None
-        return self._read[run_path]
+        rel = Path(run_path).relative_to(self.root).as_posix()
+        if rel not in self._read:
+            got = read_run(run_path, rel) if run_path.is_dir() else None
+            if isinstance(got, RunData):  # a finished folder wins over its line
+                self.evidence[rel] = from_run(got, rel)
+                self.from_folders.add(rel)
+            self._read[rel] = self.evidence.get(rel)
+        return self._read[rel]
+
+    def sources(self) -> tuple[int, int]:
+        """How many of the runs read were found done in their folders, and how many in the evidence alone."""
+        found = {rel for rel, ev in self._read.items() if ev is not None}
+        return len(found & self.from_folders), len(found - self.from_folders)
 
 
 def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
-    """An experiment's fixed analysis over its runs (RunIndex.runs_of). Estimates use the seeds done on both sides;
+    """An experiment's fixed analysis over its runs (RunIndex.runs_of: each run's Evidence). Estimates use the seeds done on both sides;
     a test is complete when every declared seed is."""
     a, knob = exp["analysis"], exp.get("knob") or {}
     seeds = list(exp.get("seeds") or [0])
@@ -402,14 +415,16 @@ def proxies(exp: dict, runs: dict) -> list[str]:
     return sorted(out)
 
 
-def build_claims(experiments: list[Path], runs_root: Path, n_boot: int = 2000, profile: str | None = None) -> list[dict]:
-    """Every experiment file analysed over its runs under runs_root, with Holm and verdicts."""
-    index, results = RunIndex(runs_root, profile), []
+def build_claims(experiments: list[Path], runs: Path | RunIndex, n_boot: int = 2000,
+                 profile: str | None = None) -> list[dict]:
+    """Every experiment file analysed over its runs (those under a runs folder, or a RunIndex that may also hold
+    evidence), with Holm and verdicts."""
+    index, results = runs if isinstance(runs, RunIndex) else RunIndex(runs, profile), []
     for path in experiments:
-        exp = load_experiment(Path(path), profile)
-        runs = index.runs_of(Path(path), exp)
-        done = sum(r is not None for by_seed in runs.values() for r in by_seed.values())
-        total = sum(len(by_seed) for by_seed in runs.values())
-        results.append({**analyse(exp, runs, n_boot), "file": Path(path).name, "runs_done": done, "runs_declared": total,
-                        "proxies": proxies(exp, runs)})
+        exp = load_experiment(Path(path), index.profile)
+        runs_ = index.runs_of(Path(path), exp)
+        done = sum(r is not None for by_seed in runs_.values() for r in by_seed.values())
+        total = sum(len(by_seed) for by_seed in runs_.values())
+        results.append({**analyse(exp, runs_, n_boot), "file": Path(path).name, "runs_done": done,
+                        "runs_declared": total, "proxies": proxies(exp, runs_)})
     return decide(results)

@@ -1,0 +1,128 @@
+"""Claim evidence: what the claim analyses read of each run, kept beside the claims report.
+
+The runs behind a claims report take hours of compute, and their folders (checkpoints, logs) stay on the machine that
+made them. The evidence file keeps, per run, only what the claim endpoints read:
+
+* each greedy test prediction's id, query, slices, gold label, predicted label, step verdicts and entropy (rounded
+  to ENTROPY_DIGITS decimals);
+* the sampled evaluation's rows (whole-chain counts per pair), where the run made one;
+* the curriculum stages its training log records;
+* its config (the stand-ins a claim page lists are read from it) and its label set.
+
+`she-bench claims` reads every run through its evidence, so a report made from run folders and one made from the
+evidence file alone are the same bytes: the report can be regenerated, and re-analysed, on a clean clone, on another
+machine, or after run folders were deleted. A finished run folder wins over its line in the file; lines of runs not
+on disk are kept as they were, so regenerating from a partial runs folder loses nothing.
+
+The file is LZMA-compressed JSON Lines (`evidence.jsonl.xz`), one line per run in path order, each keyed by the
+run's folder relative to the runs folder (config hash included, as `ablate` names it).
+"""
+from __future__ import annotations
+
+import json
+import lzma
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from she_bench.data.schema import DataError
+
+FILENAME = "evidence.jsonl.xz"
+ENTROPY_DIGITS = 4
+PREDICTION_FIELDS = ("id", "query_id", "slices", "gold", "pred", "format_valid", "step_verdicts", "entropy")
+SAMPLED_FIELDS = ("id", "query_id", "slices", "chain_right")
+REQUIRED = ("rel", "config", "labels", "good_labels", "predictions", "sampled", "stages")
+
+
+@dataclass
+class Evidence:
+    """One run as the claim analyses see it (the fields of a report RunData they read, plus its sampled rows)."""
+
+    rel: str
+    config: dict
+    labels: list
+    good_labels: list
+    predictions: list[dict]
+    sampled: list[dict] | None
+    """The sampled evaluation's rows (sampled.jsonl), or None where the run made none."""
+    stages: list[dict]
+    """The training log's stage_start events."""
+
+    @property
+    def metrics(self) -> dict:
+        return {"labels": self.labels, "good_labels": self.good_labels}
+
+    @property
+    def train_log(self) -> list[dict]:
+        return self.stages
+
+
+def _slim(row: dict, fields: tuple) -> dict:
+    out = {k: row[k] for k in fields if k in row}
+    if isinstance(out.get("entropy"), float):
+        out["entropy"] = round(out["entropy"], ENTROPY_DIGITS)
+    return out
+
+
+def from_run(run, rel: str) -> Evidence:
+    """The evidence of a finished run (a report.collect.RunData)."""
+    from she_bench.report.collect import read_jsonl
+
+    sampled = Path(run.path) / "sampled.jsonl"
+    labels = run.metrics.get("labels") or sorted({p["gold"] for p in run.predictions})
+    # through JSON once, so an evidence line read back is the same object as the one made from the folder
+    ev = Evidence(rel=rel, config=run.config, labels=list(labels), good_labels=list(run.metrics.get("good_labels") or []),
+                  predictions=[_slim(p, PREDICTION_FIELDS) for p in run.predictions],
+                  sampled=[_slim(r, SAMPLED_FIELDS) for r in read_jsonl(sampled)] if sampled.is_file() else None,
+                  stages=[e for e in run.train_log if e.get("event") == "stage_start"])
+    return Evidence(**json.loads(_line(ev)))
+
+
+def _line(ev: Evidence) -> str:
+    return json.dumps(asdict(ev), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def load(path: Path) -> dict[str, Evidence]:
+    """{rel: Evidence} of an evidence file; a damaged file or line is one error naming the file, line and field."""
+    try:
+        text = lzma.decompress(Path(path).read_bytes()).decode("utf-8")
+    except (lzma.LZMAError, EOFError, UnicodeDecodeError) as e:
+        raise DataError(str(path), None, None, f"not a readable {FILENAME} file ({e})") from None
+    out: dict[str, Evidence] = {}
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(str(path), f"line {i}", None, f"not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(str(path), f"line {i}", None, "expected an object per line")
+        for key in REQUIRED:
+            if key not in row:
+                raise DataError(str(path), f"line {i}", key, "missing")
+        for key, kind in (("rel", str), ("config", dict), ("labels", list), ("good_labels", list),
+                          ("predictions", list), ("stages", list)):
+            if not isinstance(row[key], kind):
+                raise DataError(str(path), f"line {i}", key, f"expected {kind.__name__}, got {type(row[key]).__name__}")
+        if row["sampled"] is not None and not isinstance(row["sampled"], list):
+            raise DataError(str(path), f"line {i}", "sampled", "expected a list or null")
+        for j, p in enumerate(row["predictions"]):
+            missing = [k for k in ("id", "query_id", "gold", "pred") if not isinstance(p, dict) or k not in p]
+            if missing:
+                raise DataError(str(path), f"line {i} ({row['rel']}), prediction {j}", missing[0], "missing")
+        if row["rel"] in out:
+            raise DataError(str(path), f"line {i}", "rel", f"run {row['rel']!r} appears twice")
+        out[row["rel"]] = Evidence(**{k: row[k] for k in REQUIRED})
+    return out
+
+
+def write(evidence: dict[str, Evidence], path: Path) -> None:
+    """Every line, in path order, compressed with fixed settings (the same evidence gives the same bytes); written
+    to a temporary file first, so a killed write leaves the old file whole."""
+    text = "".join(_line(evidence[rel]) + "\n" for rel in sorted(evidence))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(lzma.compress(text.encode("utf-8"), format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6))
+    os.replace(tmp, path)
