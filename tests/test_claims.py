@@ -296,7 +296,7 @@ def test_a_finished_run_folder_replaces_its_evidence_line(tmp_path):
 @pytest.mark.parametrize("damage, match", [
     (lambda text: b"not xz at all", "not a readable evidence.jsonl.xz file"),
     (lambda text: text[:len(text) // 2], "not a readable evidence.jsonl.xz file"),  # cut short
-    (lambda text: lzma_text(text, lambda t: t.replace('{"config"', '{"config" oops', 1)), "line 1: not JSON"),
+    (lambda text: lzma_text(text, lambda t: t.replace('{"config"', '{"config" oops', 1)), "line 1: invalid JSON"),
     (lambda text: lzma_text(text, lambda t: t.replace('"labels":', '"labelz":', 1)), "line 1, field 'labels': missing"),
     (lambda text: lzma_text(text, lambda t: t.replace('"query_id":', '"query":', 1)),
      "prediction 0, field 'query_id': missing"),

@@ -19,12 +19,14 @@ run's folder relative to the runs folder (config hash included, as `ablate` name
 """
 from __future__ import annotations
 
+import io
 import json
 import lzma
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from she_bench.data.files import json_lines
 from she_bench.data.schema import DataError
 
 FILENAME = "evidence.jsonl.xz"
@@ -85,34 +87,26 @@ def _line(ev: Evidence) -> str:
 def load(path: Path) -> dict[str, Evidence]:
     """{rel: Evidence} of an evidence file; a damaged file or line is one error naming the file, line and field."""
     try:
-        text = lzma.decompress(Path(path).read_bytes()).decode("utf-8")
-    except (lzma.LZMAError, EOFError, UnicodeDecodeError) as e:
+        data = lzma.decompress(Path(path).read_bytes())
+    except (lzma.LZMAError, EOFError) as e:
         raise DataError(str(path), None, None, f"not a readable {FILENAME} file ({e})") from None
     out: dict[str, Evidence] = {}
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(str(path), f"line {i}", None, f"not JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(str(path), f"line {i}", None, "expected an object per line")
+    for i, row in json_lines(path, io.BytesIO(data)):
         for key in REQUIRED:
             if key not in row:
-                raise DataError(str(path), f"line {i}", key, "missing")
+                raise DataError(str(path), i, key, "missing")
         for key, kind in (("rel", str), ("config", dict), ("labels", list), ("good_labels", list),
                           ("predictions", list), ("stages", list)):
             if not isinstance(row[key], kind):
-                raise DataError(str(path), f"line {i}", key, f"expected {kind.__name__}, got {type(row[key]).__name__}")
+                raise DataError(str(path), i, key, f"expected {kind.__name__}, got {type(row[key]).__name__}")
         if row["sampled"] is not None and not isinstance(row["sampled"], list):
-            raise DataError(str(path), f"line {i}", "sampled", "expected a list or null")
+            raise DataError(str(path), i, "sampled", "expected a list or null")
         for j, p in enumerate(row["predictions"]):
             missing = [k for k in ("id", "query_id", "gold", "pred") if not isinstance(p, dict) or k not in p]
             if missing:
-                raise DataError(str(path), f"line {i} ({row['rel']}), prediction {j}", missing[0], "missing")
+                raise DataError(str(path), f"{i} ({row['rel']}), prediction {j}", missing[0], "missing")
         if row["rel"] in out:
-            raise DataError(str(path), f"line {i}", "rel", f"run {row['rel']!r} appears twice")
+            raise DataError(str(path), i, "rel", f"run {row['rel']!r} appears twice")
         out[row["rel"]] = Evidence(**{k: row[k] for k in REQUIRED})
     return out
 
