@@ -25,7 +25,9 @@ def test_two_process_run_agrees(tmp_path, method, extra, monkeypatch):
     cmd = [*launch, "-m", "she_bench.cli", "run", "--method", method, "--benchmark", CARD,
            "--output-dir", str(tmp_path), *TINY, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # a rank's own error line first: the launcher's traceback after it fills the tail
+    errors = [line for line in proc.stderr.splitlines() if "she-bench: error" in line]
+    assert proc.returncode == 0, "\n".join(errors) + "\n" + proc.stderr[-3000:]
     (path,) = (tmp_path / "toyshop-tiny").glob(f"{method}-*")
     log = [json.loads(line) for line in (path / "train_log.jsonl").read_text().splitlines()]
     checks = [r for r in log if r.get("event") == "replica_check"]
