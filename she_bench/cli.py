@@ -108,8 +108,12 @@ def cmd_eval(args) -> int:
 
 def cmd_run(args) -> int:
     from she_bench.pipeline import run_method
+    from she_bench.runs import leave_process_group
 
-    result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv)
+    try:
+        result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv)
+    finally:
+        leave_process_group()
     if result is not None:  # None on data-parallel replicas
         _print_result(result)
     return 0

@@ -79,6 +79,15 @@ def process_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def leave_process_group() -> None:
+    """Leave a data-parallel launch's process group, if this process joined one. A replica that ends (rank 0
+    alone evaluates) would otherwise exit with the group's threads alive, abort, and take the launch down."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in PACKAGES:
