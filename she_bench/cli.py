@@ -108,12 +108,8 @@ def cmd_eval(args) -> int:
 
 def cmd_run(args) -> int:
     from she_bench.pipeline import run_method
-    from she_bench.runs import leave_process_group
 
-    try:
-        result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv)
-    finally:
-        leave_process_group()
+    result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv)
     if result is not None:  # None on data-parallel replicas
         _print_result(result)
     return 0
@@ -251,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    finally:
+        from she_bench.runs import leave_process_group
+
+        leave_process_group()
 
 
 if __name__ == "__main__":

@@ -82,9 +82,8 @@ def process_state():
 def leave_process_group() -> None:
     """Leave a data-parallel launch's process group, if this process joined one. A replica that ends (rank 0
     alone evaluates) would otherwise exit with the group's threads alive, abort, and take the launch down."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = sys.modules.get("torch.distributed")  # a command that never imported torch joined no group
+    if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -40,6 +40,7 @@ HOLD = """
 import os, sys, time
 from pathlib import Path
 from she_bench.locks import file_lock
+from she_bench.runs import leave_process_group
 
 launch, rank, shared, folder = sys.argv[1], os.environ["RANK"], Path(sys.argv[2]), Path(sys.argv[3])
 other = "B" if launch == "A" else "A"
@@ -58,6 +59,7 @@ with file_lock(shared, collective=True):
         while time.time() < deadline and not done():
             time.sleep(0.1)
     note("leave")
+leave_process_group()  # as `she-bench run` does: exiting with the gloo group's threads alive aborts the process
 """
 
 
