@@ -170,11 +170,16 @@ def cell_name(recipe: str, cell: dict) -> str:
     return recipe + "".join(f"_{key.split('.')[-1]}={shown(value)}" for key, value in cell.items())
 
 
+# card options that decide what RL knows of its prompts, never the warm start's rows (methods/sft.warm_start_dir)
+RL_ONLY_CARD_KEYS = ("annotation_share",)
+
+
 def warm_start_group(job: Job) -> str:
     """What decides a job's warm start (benchmark, card options, model, seed, warm-start, prompt and LoRA settings):
     jobs of one group share one cached warm start, and the first of them builds it."""
     c = job.run.cfg
-    return json.dumps([c.benchmark, c.card, c.model, c.seed, asdict(c.warm_start), asdict(c.prompt), c.train.lora,
+    card = {k: v for k, v in c.card.items() if k not in RL_ONLY_CARD_KEYS}
+    return json.dumps([c.benchmark, card, c.model, c.seed, asdict(c.warm_start), asdict(c.prompt), c.train.lora,
                        c.train.lora_r], sort_keys=True, default=str)
 
 

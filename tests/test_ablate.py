@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from she_bench.ablate import emit, load_suite, run_jobs
+from she_bench.ablate import emit, interleave, load_suite, run_jobs, warm_start_group
 from she_bench.cli import build_parser, main
 from she_bench.config import ConfigError
 
@@ -93,3 +93,33 @@ def load_benchmark_for(job, card):
     from she_bench.data.cards import load_benchmark
 
     return load_benchmark(job.run.cfg.benchmark, None, card)
+
+
+def test_parallel_workers_start_on_different_warm_starts(tmp_path):
+    """interleave puts one job of each warm start first. A knob RL alone reads (annotation_share) keeps the warm
+    start of its level 1, so its jobs join that group; one that changes the warm start's rows (teacher_noise) does not."""
+    from she_bench.methods.common import Context
+    from she_bench.methods.sft import warm_start_dir
+    from she_bench.models import resolve_model
+    from she_bench.pipeline import open_benchmark, toy_corpus
+    from she_bench.runs import Run
+
+    suite = write_suite(tmp_path, recipes=["grpo", "srpo"], seeds=[0, 1], overrides={**TINY, "reward.verifier_steps": None},
+                        grid={"card.annotation_share": [1.0, 0.25], "card.teacher_noise": [0.0, 0.5]})
+    jobs = load_suite(suite)
+    order = interleave(jobs)
+    assert sorted(map(id, order)) == sorted(map(id, jobs))
+    groups = [warm_start_group(j) for j in order]
+    assert len(set(groups)) == 4 and len(set(groups[:4])) == 4  # seed x teacher_noise, one of each first
+
+    def folder(job):
+        cfg = job.run.cfg
+        bench = open_benchmark(cfg)
+        base = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
+        return warm_start_dir(Context(cfg=cfg, bench=bench, run=Run(cfg, bench.name), base_model=base))[0]
+
+    by_group: dict = {}
+    for job in jobs:
+        by_group.setdefault(warm_start_group(job), set()).add(folder(job))
+    assert all(len(folders) == 1 for folders in by_group.values())  # a group shares one cached warm start
+    assert len(set().union(*by_group.values())) == 4  # and no two groups do
