@@ -175,8 +175,8 @@ RL_ONLY_CARD_KEYS = ("annotation_share",)
 
 
 def warm_start_group(job: Job) -> str:
-    """What decides a job's warm start (benchmark, card options, model, seed, warm-start, prompt and LoRA settings):
-    jobs of one group share one cached warm start, and the first of them builds it."""
+    """What decides a job's warm start (benchmark, card options but those RL alone reads, model, seed, warm-start,
+    prompt and LoRA settings): jobs of one group share one cached warm start, and the first of them builds it."""
     c = job.run.cfg
     card = {k: v for k, v in c.card.items() if k not in RL_ONLY_CARD_KEYS}
     return json.dumps([c.benchmark, card, c.model, c.seed, asdict(c.warm_start), asdict(c.prompt), c.train.lora,

@@ -59,7 +59,7 @@ with file_lock(shared, collective=True):
         while time.time() < deadline and not done():
             time.sleep(0.1)
     note("leave")
-leave_process_group()  # as `she-bench run` does: exiting with the gloo group's threads alive aborts the process
+leave_process_group()  # as every `she-bench` command does: exiting with the gloo group's threads alive aborts the process
 """
 
 
