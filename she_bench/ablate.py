@@ -27,16 +27,16 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
-from she_bench.config import ConfigError, make_config, nest
+from she_bench.config import ConfigError, make_config, nest, warm_start_identity
 from she_bench.data.cards import Card, find_card
 from she_bench.runs import Run
 
-SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "cells", "output_dir",
+SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "cells", "output_dir", "history",
               "report", "claim", "knob", "analysis", "budget", "gpu"}
 """`report` (baseline, primary comparisons) is read by `she-bench report --suite`, not by ablate; a claim experiment's
 `claim`, `analysis` and `budget` by its analysis (report/claims.py). Its `knob` ({key, levels, default}) is a sweep:
@@ -55,10 +55,16 @@ class Job:
     overrides: dict
     output_dir: str
     run: Run
+    experiments: list[str] = field(default_factory=list)
+    """The claim experiment files (those with an `analysis`) this run is run for; each run records them."""
+    warm_start_hash: str | None = None
+    """Set where the run must start from one build's warm start (a cell finished on the build it began on)."""
 
     def command(self) -> list[str]:
         cmd = ["she-bench", "run", "--method", self.recipe, "--benchmark", self.benchmark, "--model", self.model,
                "--seed", str(self.seed), "--output-dir", self.output_dir]
+        cmd += [x for path in self.experiments for x in ("--experiment", path)]
+        cmd += ["--warm-start-hash", self.warm_start_hash] if self.warm_start_hash else []
         return cmd + [f"{k}={yaml_value(v)}" for k, v in sorted(self.overrides.items())]
 
     def status(self) -> str:
@@ -129,19 +135,30 @@ def load_suite(path: Path, output_dir: str | None = None, profile: str | None = 
                         if run.path in seen:
                             continue
                         seen.add(run.path)
-                        jobs.append(Job(recipe, benchmark, model, seed, overrides, out, run))
+                        jobs.append(Job(recipe, benchmark, model, seed, overrides, out, run,
+                                        experiments=[str(path)] if "analysis" in suite else []))
     return jobs
+
+
+def analysis_hash(path: Path) -> str:
+    """The hash of an experiment file's `analysis` section (what its claims page computes), recorded by each run made
+    for it: evidence made under another analysis is refused."""
+    import hashlib
+
+    analysis = read_suite(path).get("analysis")
+    return hashlib.sha256(json.dumps(analysis, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def load_suites(paths: list[Path], output_dir: str | None = None, profile: str | None = None) -> list[Job]:
     """The jobs of several suites, in order, each run once (suites that share a cell share its runs)."""
-    jobs, seen = [], set()
+    jobs: dict = {}
     for path in paths:
         for j in load_suite(path, output_dir, profile):
-            if j.run.path not in seen:
-                seen.add(j.run.path)
-                jobs.append(j)
-    return jobs
+            if j.run.path in jobs:
+                jobs[j.run.path].experiments += [e for e in j.experiments if e not in jobs[j.run.path].experiments]
+            else:
+                jobs[j.run.path] = j
+    return list(jobs.values())
 
 
 def load_report_plan(path: Path) -> tuple[str, list[tuple[str, str]]]:
@@ -170,17 +187,52 @@ def cell_name(recipe: str, cell: dict) -> str:
     return recipe + "".join(f"_{key.split('.')[-1]}={shown(value)}" for key, value in cell.items())
 
 
-# card options that decide what RL knows of its prompts, never the warm start's rows (methods/sft.warm_start_dir)
-RL_ONLY_CARD_KEYS = ("annotation_share",)
-
-
 def warm_start_group(job: Job) -> str:
-    """What decides a job's warm start (benchmark, card options but those RL alone reads, model, seed, warm-start,
-    prompt and LoRA settings): jobs of one group share one cached warm start, and the first of them builds it."""
-    c = job.run.cfg
-    card = {k: v for k, v in c.card.items() if k not in RL_ONLY_CARD_KEYS}
-    return json.dumps([c.benchmark, card, c.model, c.seed, asdict(c.warm_start), asdict(c.prompt), c.train.lora,
-                       c.train.lora_r], sort_keys=True, default=str)
+    """Jobs of one group share one cached warm start (config.warm_start_identity), and the first of them builds it."""
+    return warm_start_identity(job.run.cfg.to_dict())
+
+
+def on_one_build(jobs: list[Job], evidence: dict) -> tuple[list[Job], list[str]]:
+    """The jobs still to run when `evidence` (a claims report's lines) already holds some, keeping every cell (jobs of
+    one warm-start identity) on one build: a cell whose lines are all of one build runs its missing jobs from that
+    build's warm start when it is at hand here (`--warm-start-hash`), and otherwise runs again whole, as does a cell
+    whose lines mix builds. Returns the jobs and one note per cell that runs again whole."""
+    from she_bench.methods.sft import warm_starts_by_hash
+    from she_bench.report.evidence import undetermined
+
+    at_hand = warm_starts_by_hash()
+    lines: dict[str, list] = {}
+    for ev in evidence.values():
+        lines.setdefault(warm_start_identity(ev.config), []).append(ev)
+    cells: dict[str, list[Job]] = {}
+    for j in jobs:
+        cells.setdefault(warm_start_group(j), []).append(j)
+    todo, notes = [], []
+    for key, cell in cells.items():
+        rels = {j.run.path.relative_to(j.output_dir).as_posix(): j for j in cell}
+        missing = [j for r, j in rels.items() if r not in evidence]
+        known = lines.get(key, [])
+        ids = sorted({ev.build["id"] for ev in known if not undetermined(ev.build)})
+        full = sorted({ev.build.get("warm_start_hash") for ev in known if not undetermined(ev.build)} - {None})
+        name = f"{cell[0].benchmark} {cell[0].model} seed {cell[0].seed} {cell[0].run.path.name}"
+        if not known:
+            todo += missing
+            continue
+        if len(ids) == 1 and not missing:
+            continue
+        if len(ids) == 1 and len(full) == 1 and full[0] in at_hand:
+            for j in missing:
+                j.warm_start_hash = full[0]
+            todo += missing
+            continue
+        why = (f"its evidence mixes builds {', '.join(ids)}" if len(ids) > 1
+               else f"build {ids[0] if ids else 'unknown'} of its {len(known)} evidence lines is not at hand here")
+        others = len({ev.rel for ev in known} - set(rels))
+        notes.append(f"cell of {name}: {why}: its {len(cell)} runs run again on one build"
+                     + (f" ({others} more evidence lines of this cell belong to experiment files not given: give them "
+                        "too, or the new build cannot replace the cell)" if others else ""))
+        todo += cell
+    return todo, notes
 
 
 def interleave(jobs: list[Job]) -> list[Job]:

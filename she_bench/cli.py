@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train with a method from the shared warm start, then evaluate")
     run.add_argument("--method", default="srpo", help="a recipe name under baselines/ (sft, dpo, grpo, srpo, ...) or a YAML path")
+    run.add_argument("--experiment", action="append", default=[], metavar="FILE",
+                     help="a claim experiment this run is for (recorded with its analysis' hash; ablate sets it)")
+    run.add_argument("--warm-start-hash", metavar="SHA256",
+                     help="refuse to train unless the warm start has these weights (ablate sets it to finish a cell "
+                          "on the build it began on)")
     _common(run)
 
     ab = sub.add_parser("ablate", help="run a suite of methods x variants x benchmarks x seeds")
@@ -63,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", required=True, help="output folder (claims.json, summary.md, a page and plot per claim, "
                                                  "index.html, and evidence.jsonl.xz: what the analyses read of each "
                                                  "run, read back for runs whose folders are not under --runs)")
-    cl.add_argument("--bootstrap", type=int, default=2000, help="query resamples behind intervals and p-values")
+    cl.add_argument("--bootstrap", type=int, help="query resamples behind intervals and p-values (default 2000)")
     cl.add_argument("--profile", choices=["gpu"], help="the profile the runs were made with (ablate --profile)")
 
     data = sub.add_parser("data", help="inspect benchmarks")
@@ -109,7 +114,11 @@ def cmd_eval(args) -> int:
 def cmd_run(args) -> int:
     from she_bench.pipeline import run_method
 
-    result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv)
+    from she_bench.ablate import analysis_hash
+
+    experiments = [{"file": Path(f).name, "analysis_hash": analysis_hash(Path(f))} for f in args.experiment]
+    result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv,
+                        expect_warm_start=args.warm_start_hash, experiments=experiments)
     if result is not None:  # None on data-parallel replicas
         _print_result(result)
     return 0
@@ -119,11 +128,13 @@ def cmd_ablate(args) -> int:
     from she_bench.ablate import emit, load_suites, run_jobs
 
     jobs = load_suites([Path(p) for p in args.suite], args.output_dir, args.profile)
-    if args.evidence:  # runs a claims report already holds need no folder here
+    if args.evidence:  # runs a claims report already holds need no folder here, cells kept on one build
+        from she_bench.ablate import on_one_build
         from she_bench.report import evidence
 
-        have = evidence.load(Path(args.evidence))
-        kept = [j for j in jobs if j.run.path.relative_to(j.output_dir).as_posix() not in have]
+        kept, notes = on_one_build(jobs, evidence.load(Path(args.evidence)))
+        for note in notes:
+            print(note)
         print(f"{len(jobs) - len(kept)} of {len(jobs)} runs left out: their evidence is in {args.evidence}")
         jobs = kept
     if args.dry_run:
@@ -202,20 +213,24 @@ def cmd_data(args) -> int:
 def cmd_claims(args) -> int:
     from she_bench.config import ConfigError
     from she_bench.report import evidence
-    from she_bench.report.claims import RunIndex, build_claims
+    from she_bench.report.claims import BOOTSTRAP, RunIndex, build_claims
     from she_bench.report.claims_pages import write_claims
 
-    if args.bootstrap < 1:
+    if args.bootstrap is not None and args.bootstrap < 1:
         raise ConfigError(f"--bootstrap: expected a number >= 1, got {args.bootstrap}")
+    n_boot = BOOTSTRAP if args.bootstrap is None else args.bootstrap
     ev_path = Path(args.out) / evidence.FILENAME
     kept = evidence.load(ev_path) if ev_path.is_file() else {}
     index = RunIndex(Path(args.runs), args.profile, kept)
-    results = build_claims([Path(p) for p in args.experiments], index, args.bootstrap)
+    results = build_claims([Path(p) for p in args.experiments], index, n_boot)
     command = shlex.join(["she-bench", "claims", "--experiments", *args.experiments, "--runs", args.runs, "--out",
-                          args.out] + (["--bootstrap", str(args.bootstrap)] if args.bootstrap != 2000 else [])
+                          args.out] + (["--bootstrap", str(n_boot)] if n_boot != BOOTSTRAP else [])
                          + (["--profile", args.profile] if args.profile else []))
-    write_claims(results, Path(args.out), command)
-    evidence.write(index.evidence, ev_path)
+    write_claims(results, Path(args.out), command, index.refused)
+    evidence.write(index.evidence, ev_path)  # every line kept, those of accepted folders replaced
+    for r in index.refused:
+        print(f"not merged: {r['rel']}: build {r['folder_build']} against the evidence's {r['line_build']} "
+              f"({r['reason']})", file=sys.stderr)
     for r in results:
         print(f"{r['name']}: {r.get('verdict', 'A/A')} ({r['runs_done']} of {r['runs_declared']} runs done)")
     folders, lines = index.sources()

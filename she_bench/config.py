@@ -212,6 +212,11 @@ class RLConfig:
     min_group_std: float = accepts(at_least(0), 0.0)
     """Online filter (>= 0): a group whose outcome-reward std is below this leaves the batch: zero advantage and no
     tokens in the loss normaliser (dapo, bnpo); counted in the log."""
+    seed: int | None = accepts(at_least(0), None)
+    """Seed (>= 0) of everything after the warm start: the RL prompts' order, rollout sampling, the Trainer, the
+    oracle GRM's flips, the offline filter's and the shuffled control's draws (None: the run's `seed`). The warm start
+    (and the GRM trained on it) follow `seed`, so several RL runs with different `rl.seed` start from one warm start:
+    an A/A test on one build."""
     use_vllm: bool = False
     """GPU only: GRPO/SRPO rollouts through TRL's vLLM support (the `vllm` extra)."""
     vllm_mode: str = accepts(one_of("colocate", "server"), "colocate")
@@ -355,6 +360,11 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def rl_seed(self) -> int:
+        """The seed of everything after the warm start (rl.seed, else the run's seed)."""
+        return self.seed if self.rl.seed is None else self.rl.seed
+
     def hash(self) -> str:
         """Identifies a run: every field except where its outputs go and how rollouts are
         executed (like the device or the number of processes, those are recorded in the manifest)."""
@@ -373,12 +383,31 @@ class Config:
             d.pop("card")
         for key in [k for k in d["rl"] if k.endswith("vllm") or k.startswith("vllm_")]:
             d["rl"].pop(key)
+        if d["rl"]["seed"] is None:
+            d["rl"].pop("seed")
         d["train"].pop("report_to")  # where curves are shown, not what is trained
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 class ConfigError(ValueError):
     pass
+
+
+RL_ONLY_CARD_KEYS = ("annotation_share",)
+"""Card options that decide what RL knows of its prompts, never the warm start's rows (methods/sft.warm_start_dir)."""
+
+
+def warm_start_identity(cfg: dict) -> str:
+    """What decides a run's warm start, from its config as a mapping (Config.to_dict(), or a run's config.yaml):
+    benchmark, data folder, card options but those RL alone reads, model, seed, the warm-start, prompt and LoRA
+    settings. Runs with one identity start from one cached warm start; their pairs are compared on one build."""
+    card = {k: v for k, v in (cfg.get("card") or {}).items() if k not in RL_ONLY_CARD_KEYS}
+    train = cfg.get("train") or {}
+    lora = train.get("lora") and [train.get(k) for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_target")]
+    prompt = cfg.get("prompt") or {}
+    return json.dumps([cfg.get("benchmark"), cfg.get("data_dir"), card, cfg.get("model"), cfg.get("seed"),
+                       cfg.get("warm_start"), prompt if prompt != dataclasses.asdict(PromptConfig()) else None, lora],
+                      sort_keys=True, default=str)
 
 
 def _refuse(where: str, accepted: str, value) -> ConfigError:

@@ -57,13 +57,13 @@ def _finished(run: Run) -> Result | None:
     return Result(run.path, json.loads((run.path / "metrics.json").read_text()), already_done=True)
 
 
-def _start(cfg: Config, command: list[str], bench: Benchmark, run: Run, model_key: str) -> Path:
+def _start(cfg: Config, command: list[str], bench: Benchmark, run: Run, model_key: str, **provenance) -> Path:
     """Start the run; returns the model folder, recorded in the manifest under `model_key` (and `<model_key>_hash`)."""
     from she_bench.models import model_hash, resolve_model
 
     model = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
     run.start(data_hash=bench.data_hash(), **{model_key: str(model), f"{model_key.removesuffix('_path')}_hash": model_hash(model)},
-              engine=cfg.engine, device=device(), command=command)
+              engine=cfg.engine, device=device(), command=command, **provenance)
     return model
 
 
@@ -84,8 +84,12 @@ def evaluate_model(cfg: Config, command: list[str]) -> Result:
         return Result(run.path, metrics)
 
 
-def run_method(cfg: Config, command: list[str]) -> Result | None:
-    """Warm start, train with cfg.method, evaluate. None on data-parallel replicas (rank 0 evaluates)."""
+def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = None,
+               experiments: list[dict] | None = None) -> Result | None:
+    """Warm start, train with cfg.method, evaluate. None on data-parallel replicas (rank 0 evaluates).
+
+    `expect_warm_start`: the warm start's weights hash this run must start from (a cell finished on its build);
+    `experiments`: the claim experiments it is run for ({file, analysis_hash}), recorded in its manifest."""
     from she_bench.evaluation.entropy import training_entropy
     from she_bench.evaluation.evaluate import evaluate
     from she_bench.methods import get_method
@@ -107,11 +111,11 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
     with file_lock(run.path / "run", collective=True):  # the launch owns the run; a second one waits, then finds it done
         if run.is_done():
             return _finished(run)
-        base = _start(cfg, command, bench, run, "base_model")
+        base = _start(cfg, command, bench, run, "base_model", experiments=experiments or [])
         ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
         t0 = time.time()
         init = ctx.warm_start = warm_start(ctx)
-        run.update(warm_start=str(init), warm_start_hash=model_hash(init), warm_start_seconds=round(time.time() - t0, 1))
+        run.update(warm_start=str(init), **build_record(base, init, expect_warm_start), warm_start_seconds=round(time.time() - t0, 1))
         t1 = time.time()
         final = train(ctx, init)
         if not is_main_process():
@@ -133,6 +137,27 @@ def run_method(cfg: Config, command: list[str]) -> Result | None:
         run.update(budget=metrics["budget"], **seconds)
         run.finish()
         return Result(run.path, metrics)
+
+
+def build_record(base: Path, init: Path, want: str | None = None) -> dict:
+    """The manifest's record of the weights a run started from: `warm_start_hash` and `build` (the warm start's
+    weights hash, the base model's, and the arithmetic the warm start was trained under). Two runs are paired only
+    on one build. With `expect_warm_start` set (ablate finishing a cell on its build), another build is refused."""
+    from she_bench.config import ConfigError
+    from she_bench.methods.sft import warm_start_build
+    from she_bench.models import model_hash
+
+    if Path(init) == Path(base):  # no warm start: the base model is the build
+        build = {"weights_hash": model_hash(init), "env": None}
+    else:
+        build = warm_start_build(Path(init))
+    if want and build["weights_hash"] != want:
+        raise ConfigError(f"warm start {init}: its weights' hash {build['weights_hash'][:12]} is not the build "
+                          f"{want[:12]} this run was asked to start from (--warm-start-hash): run the whole cell "
+                          "again on one build")
+    return {"warm_start_hash": build["weights_hash"],
+            "build": {"id": build["weights_hash"][:12], "warm_start_hash": build["weights_hash"],
+                      "base_model_hash": model_hash(base), "env": build["env"]}}
 
 
 def run_classic(cfg: Config, command: list[str], predict) -> Result:

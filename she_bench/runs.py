@@ -87,6 +87,29 @@ def leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+def build_env() -> dict:
+    """What, besides the config, decides the arithmetic of a training run on this machine: torch's thread count, the
+    processes of a data-parallel launch, the instruction set torch dispatches to, the processor, the compute dtype
+    and the torch build. A warm start records it beside its weights (`build.json`), so the build behind every pair of
+    runs is known."""
+    import torch
+
+    return {"threads": torch.get_num_threads(), "processes": int(os.environ.get("WORLD_SIZE", "1")),
+            "isa": torch.backends.cpu.get_cpu_capability(), "processor": processor(), "dtype": "float32",
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
+
+
+def processor() -> str:
+    """The CPU's model name (platform.processor() is empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -112,6 +135,15 @@ def write_json(path: Path, data) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object file, or None where it is absent or does not parse as one."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -165,6 +197,9 @@ class Run:
             "started": old.get("started", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             "attempts": old.get("attempts", 0) + 1, "status": "running", **provenance,
         }
+        if "experiments" in provenance:  # every experiment a run was started for, across resumes
+            known = old.get("experiments") or []
+            manifest["experiments"] = known + [e for e in provenance["experiments"] if e not in known]
         write_json(self.manifest_path, manifest)
 
     def update(self, **fields) -> None:

@@ -63,7 +63,7 @@ def test_shuffled_step_rewards_are_a_within_group_permutation():
 
     g, groups = 4, 3
     rewards = torch.arange(g * groups * 5, dtype=torch.float32).view(g * groups, 5)
-    fake = SimpleNamespace(num_generations=g, ctx=SimpleNamespace(cfg=SimpleNamespace(seed=7)),
+    fake = SimpleNamespace(num_generations=g, ctx=SimpleNamespace(cfg=SimpleNamespace(seed=7, rl_seed=7)),
                            state=SimpleNamespace(global_step=3))
     out = SRPOTrainer.shuffled(fake, rewards)
     assert not torch.equal(out, rewards)
@@ -92,14 +92,59 @@ def test_ratio_endpoint_interval_covers_the_truth():
     assert hits / trials >= 0.9, hits / trials
 
 
-def test_the_four_verdicts():
-    assert verdict(-0.05, 0.01, "lower", True) == "supported"
-    assert verdict(0.05, 0.01, "lower", True) == "contradicted"
-    assert verdict(-0.05, 0.2, "lower", True) == "inconclusive at this power"
-    assert verdict(-0.05, 0.001, "lower", False) == "unable to see"  # a failed positive control trumps the test
-    assert set(VERDICTS) == {"supported", "contradicted", "inconclusive at this power", "unable to see"}
-    assert equivalent({"lo": -0.01, "hi": 0.02}, 0.03) is True
-    assert equivalent({"lo": -0.05, "hi": 0.02}, 0.03) is False  # not significant is not equivalent
+def test_each_verdict_path():
+    # (diff, p_holm, direction, positive control detected, negative control equivalent, primary equivalent)
+    assert verdict(-0.05, 0.01, "lower", True, True, False) == "supported"
+    assert verdict(0.05, 0.01, "lower", True, True, False) == "contradicted"
+    assert verdict(-0.05, 0.01, "lower", True, False, False) == "negative control not equivalent"
+    assert verdict(-0.05, 0.01, "lower", True, None, False) == "negative control not equivalent"  # not measured
+    assert verdict(-0.001, 0.6, "lower", True, True, True) == "absent"
+    assert verdict(-0.05, 0.2, "lower", True, True, False) == "inconclusive at this power"
+    assert verdict(-0.05, 0.001, "lower", False, True, False) == "unable to see"  # a failed positive control trumps all
+    assert verdict(-0.001, 0.6, "lower", False, True, True) == "unable to see"
+    assert set(VERDICTS) == {"supported", "contradicted", "negative control not equivalent", "absent",
+                             "inconclusive at this power", "unable to see"}
+
+
+def test_equivalence_is_tost_against_the_declared_margin():
+    # the 90% interval (t on df) inside +-margin; a non-significant difference with a wide interval is not equivalent
+    assert equivalent({"diff": 0.0, "se": 0.004, "df": 2.0}, 0.03) is True  # 2.92 x 0.004 = 0.012 < 0.03
+    assert equivalent({"diff": 0.0, "se": 0.02, "df": 2.0}, 0.03) is False  # 0.058 > 0.03, though p = 1
+    assert equivalent({"diff": 0.02, "se": 0.004, "df": 2.0}, 0.03) is False  # 0.032 > 0.03
+    assert equivalent({"diff": 0.0, "se": 0.004, "df": 2.0}, None) is None
+
+
+def test_tost_size_at_the_margin_is_about_five_percent():
+    # three seeds, a true difference exactly at the margin: equivalence must be (wrongly) declared about 5% of the
+    # time, and about never at twice the margin; at zero it is declared often when the noise is small
+    from she_bench.report.stats import tost_interval
+
+    rng, margin, sd, n = np.random.default_rng(0), 0.02, 0.01, 3
+    def rate(truth):
+        d = truth + rng.normal(0, sd, size=(20000, n))
+        ests = [{"diff": float(x.mean()), "se": float(x.std(ddof=1) / np.sqrt(n)), "df": n - 1.0} for x in d]
+        return np.mean([equivalent(e, margin) for e in ests])
+    assert 0.035 <= rate(margin) <= 0.065
+    assert rate(2 * margin) < 0.01
+    assert rate(0.0) > rate(margin)
+    lo, hi = tost_interval({"diff": 0.0, "se": 1.0, "df": 2.0})
+    assert hi == pytest.approx(2.919986, abs=1e-5) and lo == -hi
+
+
+def test_the_mdd_is_finite_and_monotone_where_scipy_returns_nan():
+    from scipy import stats as st
+
+    from she_bench.report.stats import mdd, power_t
+
+    crit = st.t.ppf(0.995, 2)  # the scipy behaviour this guards against (scipy 1.17: NaN at ncp 8, df 2)
+    scipy_power = st.nct.sf(crit, 2, 8.0) + st.nct.cdf(-crit, 2, 8.0)
+    assert power_t(8.0, 2, 0.01) == pytest.approx(0.4763, abs=1e-4) and (np.isnan(scipy_power) or scipy_power > 0.47)
+    grid = np.linspace(0, 25, 126)
+    powers = [power_t(x, 2, 0.01) for x in grid]
+    assert all(np.isfinite(powers)) and all(b >= a - 1e-10 for a, b in zip(powers, powers[1:]))
+    assert powers[0] == pytest.approx(0.01, abs=1e-6) and powers[-1] > 0.99
+    assert mdd(3.0, 0.0, 3, 100, alpha=0.01) == pytest.approx(12.68, abs=0.01)  # SE units: 11.57 with the NaN bug
+    assert mdd(3.0, 0.0, 3, 100) == pytest.approx(5.65, abs=0.01)
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
@@ -148,7 +193,8 @@ def _experiment(tmp_path, seeds=(0, 1, 2), **analysis) -> Path:
                                                                "default": 0.0},
            "recipes": ["grpo", "srpo", "warm-start", "sft-oracle", "srpo-shuffled"], "benchmarks": [CARD],
            "models": ["toy-1m"], "seeds": list(seeds), "budget": {"minutes": 1},
-           "analysis": {"endpoint": "accuracy", "direction": "higher",
+           "analysis": {"endpoint": "accuracy", "direction": "higher", "predicted_effect": 0.1, "margin": 0.03,
+                        "margin_why": "a simulated margin",
                         "primary": {"variant": "srpo", "versus": "grpo", "level": 0.5},
                         "secondary_endpoints": ["wrong_reason_rate"],
                         "positive_control": {"variant": "sft-oracle", "versus": "warm-start", "level": 0.5},
@@ -158,10 +204,11 @@ def _experiment(tmp_path, seeds=(0, 1, 2), **analysis) -> Path:
     return path
 
 
-def _simulate(path: Path, root: Path, acc: dict, skip=()) -> None:
+def _simulate(path: Path, root: Path, acc: dict, skip=(), twins=None, builds=None, experiments=None) -> None:
     """A finished run for each job: 150 queries x 4 pairs, right with probability acc[(recipe, level)] (default 0.6),
     a per-seed shift of sd 0.01; jobs in `skip` are left undone. srpo-shuffled repeats grpo's draws unless `acc`
-    names it (a negative control with nothing to find)."""
+    names it (a negative control with nothing to find); `twins` names more rows that repeat another's draws. Every
+    row of a (level, seed) cell starts from one build unless `builds[(recipe, level, seed)]` names another."""
     import json
     import zlib
 
@@ -173,7 +220,8 @@ def _simulate(path: Path, root: Path, acc: dict, skip=()) -> None:
         level = job.overrides.get("card.teacher_noise", 0.0)
         if (job.recipe, level, job.seed) in skip:
             continue
-        twin = "grpo" if job.recipe == "srpo-shuffled" and (job.recipe, level) not in acc else job.recipe
+        twin = {"srpo-shuffled": "grpo", **(twins or {})}.get(job.recipe, job.recipe)
+        twin = job.recipe if (job.recipe, level) in acc else twin
         rng = np.random.default_rng(zlib.crc32(repr((twin, level, job.seed)).encode()))
         p = acc.get((job.recipe, level), 0.6) + rng.normal(0, 0.01)
         preds = []
@@ -183,11 +231,18 @@ def _simulate(path: Path, root: Path, acc: dict, skip=()) -> None:
                 preds.append({"id": f"q{q}-{i}", "query_id": f"q{q}", "slices": ["head"], "gold": "Exact",
                               "pred": "Exact" if right else "Irrelevant", "entropy": 0.5,
                               "step_verdicts": {"category_matching": bool(rng.random() < 0.8)}})
+        if (twins or {}).get(job.recipe) and (job.recipe, level) not in acc:  # a twin moves 2% of its labels, as RL does
+            flip = np.random.default_rng(zlib.crc32(repr((job.recipe, level, job.seed)).encode())).random(len(preds)) < 0.02
+            for pr, f in zip(preds, flip):
+                if f:
+                    pr["pred"] = "Irrelevant" if pr["pred"] == "Exact" else "Exact"
         d = job.run.path
         d.mkdir(parents=True)
         (d / "config.yaml").write_text(yaml.safe_dump({**job.run.cfg.to_dict(), "model": "toy-1m"}))
+        build = (builds or {}).get((job.recipe, level, job.seed), f"cell-{level}-{job.seed}")
         (d / "manifest.json").write_text(json.dumps({"status": "done", "seed": job.seed, "name": job.run.cfg.name,
-                                                     "method": job.run.cfg.method}))
+                                                     "method": job.run.cfg.method, "experiments": experiments or [],
+                                                     "warm_start_hash": f"{build:0<64}"}))
         (d / "metrics.json").write_text(json.dumps({"overall": {}, "labels": ["Exact", "Irrelevant"],
                                                     "good_labels": ["Exact"]}))
         (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in preds))
@@ -196,32 +251,158 @@ def _simulate(path: Path, root: Path, acc: dict, skip=()) -> None:
 DETECTED = {("sft-oracle", 0.5): 0.85}
 
 
-@pytest.mark.parametrize("acc, skip, want", [
-    ({("srpo", 0.5): 0.75, **DETECTED}, (), "supported"),
-    ({("srpo", 0.5): 0.45, **DETECTED}, (), "contradicted"),
-    (DETECTED, (), "inconclusive at this power"),
-    ({("srpo", 0.5): 0.75}, (), "unable to see"),  # the positive control fails: no verdict on the claim
-    ({("srpo", 0.5): 0.75, **DETECTED}, [("grpo", 0.5, 2)], "incomplete"),  # a run not done: no verdict yet
-], ids=["supported", "contradicted", "inconclusive", "unable-to-see", "incomplete"])
-def test_verdicts_on_simulated_runs(tmp_path, acc, skip, want):
+@pytest.mark.parametrize("acc, skip, twins, want", [
+    ({("srpo", 0.5): 0.75, **DETECTED}, (), None, "supported"),
+    ({("srpo", 0.5): 0.45, **DETECTED}, (), None, "contradicted"),
+    (DETECTED, (), None, "inconclusive at this power"),
+    (DETECTED, (), {"srpo": "grpo"}, "absent"),  # srpo is grpo with 2% of labels moved: a null shown equivalent to 0
+    ({("srpo", 0.5): 0.75}, (), None, "unable to see"),  # the positive control fails: no verdict on the claim
+    ({("srpo", 0.5): 0.75, **DETECTED}, [("grpo", 0.5, 2)], None, "incomplete"),  # a run not done: no verdict yet
+], ids=["supported", "contradicted", "inconclusive", "absent", "unable-to-see", "incomplete"])
+def test_verdicts_on_simulated_runs(tmp_path, acc, skip, twins, want):
     path = _experiment(tmp_path)
-    _simulate(path, tmp_path / "runs", acc, skip)
+    _simulate(path, tmp_path / "runs", acc, skip, twins)
     (r,) = build_claims([path], tmp_path / "runs", n_boot=300)
     assert r["verdict"] == want, r["primary"]
     assert r["runs_done"] == 30 - len(skip) and r["runs_declared"] == 30
     if want == "incomplete":  # the estimate is still shown, marked provisional
         assert r["primary"]["seeds"] == [0, 1] and not r["primary"]["complete"]
         return
-    assert r["negative_control"]["equivalent"] is True  # srpo-shuffled drawn as grpo: inside +-MDD
+    assert r["negative_control"]["equivalent"] is True  # srpo-shuffled drawn as grpo: inside +-margin
     assert r["positive_control"]["detected"] is (want != "unable to see")
     assert 0 < r["primary"]["mdd"] <= r["primary"]["mdd_holm"] and len(r["levels"]) == 2 and r["interaction"][0]["status"] == "ok"
+    assert {(x["row"], x["level"]) for x in r["row_means"]} >= {("srpo", 0.5), ("grpo", 0.5)}
+    assert all(c["rows"]["grpo"] == f"cell-{c['level']}-{c['seed']}".ljust(12, "0") for c in r["builds"])
 
 
-def test_a_negative_control_with_an_effect_is_not_shown_equivalent(tmp_path):
+def test_a_negative_control_with_an_effect_withholds_the_verdict(tmp_path):
     path = _experiment(tmp_path)
     _simulate(path, tmp_path / "runs", {("srpo", 0.5): 0.75, ("srpo-shuffled", 0.0): 0.45, **DETECTED})
     (r,) = build_claims([path], tmp_path / "runs", n_boot=300)
-    assert r["negative_control"]["equivalent"] is False and r["verdict"] == "supported"
+    assert r["negative_control"]["equivalent"] is False and r["verdict"] == "negative control not equivalent"
+    assert r["primary"]["p_holm"] < 0.05
+
+
+def test_a_pair_across_builds_is_left_out_and_counted(tmp_path):
+    path = _experiment(tmp_path)
+    # seed 0's srpo at 0.5 started from another warm start than the rest of its cell
+    _simulate(path, tmp_path / "runs", {("srpo", 0.5): 0.75, **DETECTED}, builds={("srpo", 0.5, 0): "other"})
+    (r,) = build_claims([path], tmp_path / "runs", n_boot=300)
+    p = r["primary"]
+    assert p["cross_build_seeds"] == [0] and p["seeds"] == [1, 2] and not p["complete"]
+    assert r["verdict"] == "incomplete"
+    assert r["positive_control"]["seeds"] == [0, 1, 2]  # rows of one build are still paired
+    cell = next(c for c in r["builds"] if c["level"] == 0.5 and c["seed"] == 0)
+    assert cell["rows"]["srpo"] != cell["rows"]["grpo"]
+    write_claims([r], tmp_path / "out", "she-bench claims ...")
+    assert "1 left out: across builds" in (tmp_path / "out" / "sim.md").read_text()
+
+
+def test_evidence_made_under_another_analysis_is_refused(tmp_path):
+    from she_bench.ablate import analysis_hash
+    from she_bench.config import ConfigError
+
+    path = _experiment(tmp_path)
+    _simulate(path, tmp_path / "runs", {}, experiments=[{"file": "sim.yaml", "analysis_hash": analysis_hash(path)}])
+    build_claims([path], tmp_path / "runs", n_boot=50)  # made under this analysis: accepted
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    doc["analysis"]["primary"]["level"] = 0.0  # the analysis changed after its runs
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="under analysis .* the file's analysis is now"):
+        build_claims([path], tmp_path / "runs", n_boot=50)
+
+
+def test_lines_without_a_build_get_one_inferred_from_label_agreement():
+    from she_bench.report import evidence
+
+    def line(rel, preds, seed=0):
+        return evidence.Evidence(rel, {"benchmark": "t", "model": "toy-1m", "seed": seed, "warm_start": {}}, ["A", "B"],
+                                 [], [{"id": str(i), "query_id": str(i // 4), "gold": "A", "pred": p}
+                                      for i, p in enumerate(preds)], None, [])
+
+    rng = np.random.default_rng(0)
+    one = rng.choice(["A", "B"], 400)
+    two = rng.choice(["A", "B"], 400)  # another build: agrees with the first on about half the labels
+
+    def moved(base, share):  # an RL row: its warm start's labels, a few changed
+        out = base.copy()
+        idx = rng.choice(400, int(share * 400), replace=False)
+        out[idx] = np.where(out[idx] == "A", "B", "A")
+        return out
+
+    ev = {"x/ws": line("x/ws", one), "x/grpo": line("x/grpo", moved(one, 0.03)), "x/srpo": line("x/srpo", moved(one, 0.04)),
+          "x/she": line("x/she", moved(two, 0.02)), "x/she2": line("x/she2", moved(two, 0.03)),
+          "x/sft": line("x/sft", moved(one, 0.3)), "x/other-seed": line("x/other-seed", one, seed=1)}
+    evidence.infer_builds(ev)
+    ids = {rel: e.build["id"] for rel, e in ev.items()}
+    assert all(e.build["inferred"] for e in ev.values())
+    assert ids["x/ws"] == ids["x/grpo"] == ids["x/srpo"] != ids["x/she"] == ids["x/she2"]
+    assert ids["x/sft"].startswith("undetermined-") and ids["x/ws"].startswith("inferred-")
+    assert ids["x/other-seed"].startswith("undetermined-")  # another seed is another cell
+
+
+def test_a_folder_of_another_build_is_reported_not_merged_unless_its_whole_cell_ran_again(tmp_path, capsys):
+    from she_bench.report import evidence
+
+    path = _experiment(tmp_path)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    _simulate(path, runs, {("srpo", 0.5): 0.75, **DETECTED})
+    assert _claims_cli(path, runs, out) == 0
+    first = evidence.load(out / "evidence.jsonl.xz")
+    # one row of seed 0 at 0.5 re-run on another build: reported, its line kept
+    import shutil
+
+    shutil.rmtree(runs)
+    _simulate(path, runs, {("srpo", 0.5): 0.75, **DETECTED}, builds={("srpo", 0.5, 0): "other"},
+              skip=[(r, lv, s) for r in ("grpo", "srpo", "warm-start", "sft-oracle", "srpo-shuffled")
+                    for lv in (0.0, 0.5) for s in (0, 1, 2) if (r, lv, s) != ("srpo", 0.5, 0)])
+    capsys.readouterr()
+    assert _claims_cli(path, runs, out) == 0
+    err = capsys.readouterr().err
+    assert "not merged" in err and "srpo-toy-1m-s0" in err or "srpo_teacher_noise=0.5-toy-1m-s0" in err
+    after = evidence.load(out / "evidence.jsonl.xz")
+    assert {r: e.build for r, e in after.items()} == {r: e.build for r, e in first.items()}  # nothing replaced, nothing lost
+    assert "Run folders not merged" in (out / "summary.md").read_text()
+    # the whole cell (every row of seed 0 at 0.5) re-run on one new build: it replaces the cell's lines
+    shutil.rmtree(runs)
+    cell = [(r, 0.5, 0) for r in ("grpo", "srpo", "warm-start", "sft-oracle", "srpo-shuffled")]
+    _simulate(path, runs, {("srpo", 0.5): 0.75, **DETECTED}, builds={k: "new" for k in cell},
+              skip=[(r, lv, s) for r in ("grpo", "srpo", "warm-start", "sft-oracle", "srpo-shuffled")
+                    for lv in (0.0, 0.5) for s in (0, 1, 2) if (r, lv, s) not in cell])
+    assert _claims_cli(path, runs, out) == 0
+    after = evidence.load(out / "evidence.jsonl.xz")
+    changed = {r for r in after if after[r].build != first[r].build}
+    assert len(changed) == 5 and all("0.5" in r and "-s0-" in r for r in changed) and len(after) == len(first)
+
+
+def test_ablate_keeps_each_cell_on_one_build(tmp_path, capsys, monkeypatch):
+    from she_bench.ablate import on_one_build
+    from she_bench.report import evidence
+
+    path = _experiment(tmp_path)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    _simulate(path, runs, {}, builds={("srpo", 0.5, 1): "other"})  # seed 1 at 0.5 mixes two builds
+    assert _claims_cli(path, runs, out) == 0
+    lines = evidence.load(out / "evidence.jsonl.xz")
+    del lines[next(r for r in lines if "grpo_teacher_noise=0.5-toy-1m-s2" in r)]  # one row missing at seed 2
+    jobs = load_suite(path, str(runs))
+    monkeypatch.setenv("SHE_BENCH_CACHE", str(tmp_path / "cache"))  # no warm start at hand
+    todo, notes = on_one_build(jobs, lines)
+    cells = {(j.seed, j.overrides.get("card.teacher_noise", 0.0)) for j in todo}
+    assert cells == {(1, 0.5), (2, 0.5)} and len(todo) == 10 and len(notes) == 2  # each runs again whole
+    assert any("mixes builds" in n for n in notes) and any("not at hand" in n for n in notes)
+    # with seed 2's warm start at hand, only its missing row runs, from that build
+    ws = tmp_path / "cache" / "warm_start" / "cell" / "final"
+    ws.mkdir(parents=True)
+    import json
+
+    (ws.parent / "build.json").write_text(json.dumps({"weights_hash": "cell-0.5-2".ljust(64, "0")}))
+    todo, _ = on_one_build(jobs, lines)
+    seed2 = [j for j in todo if j.seed == 2]
+    assert len(seed2) == 1 and seed2[0].recipe == "grpo" and seed2[0].warm_start_hash == "cell-0.5-2".ljust(64, "0")
+    assert "--warm-start-hash" in seed2[0].command()
 
 
 def test_claims_pages_regenerate_byte_identical(tmp_path):

@@ -63,9 +63,10 @@ def device_kwargs() -> dict:
 
 
 def trainer_args(cls, cfg: Config, out_dir: Path, **kw):
-    """TRL config with the settings every method shares (no hub, safetensors; TensorBoard if train.report_to)."""
+    """TRL config with the settings every method shares (no hub, safetensors; TensorBoard if train.report_to). The
+    Trainer's seed is the method's (`cfg.rl_seed`); the warm start passes the run's own."""
     base = dict(
-        output_dir=str(out_dir), seed=cfg.seed, data_seed=cfg.seed, report_to=cfg.train.report_to, logging_steps=1,
+        output_dir=str(out_dir), seed=cfg.rl_seed, data_seed=cfg.rl_seed, report_to=cfg.train.report_to, logging_steps=1,
         save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=cfg.train.keep_checkpoints, save_only_model=False,
         disable_tqdm=False, dataloader_num_workers=0, remove_unused_columns=False, **device_kwargs(),
     )

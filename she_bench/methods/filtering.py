@@ -61,7 +61,7 @@ def select(ctx: Context, rows: list[dict]) -> tuple[list[str], list[dict]]:
             in_band[d["stratum"]].append(d)
         decisions.append(d)
     per_stratum = stratum_quota({k: len(v) for k, v in in_band.items()}, f.stratum_cap)
-    rng = random.Random(ctx.cfg.seed)
+    rng = random.Random(ctx.cfg.rl_seed)
     for name, members in in_band.items():
         rng.shuffle(members)
         if f.prefer_diverse:

@@ -75,7 +75,7 @@ def rl_examples(ctx: Context, examples=None) -> list:
     out = []
     for ex in examples if examples is not None else ctx.train_examples:
         out += [ex] * (max(1, round(ctx.cfg.rl.tail_weight)) if "tail" in ex.slices else 1)
-    random.Random(ctx.cfg.seed).shuffle(out)
+    random.Random(ctx.cfg.rl_seed).shuffle(out)
     return out
 
 

@@ -22,7 +22,7 @@ def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str
     {"text", **score_output}; read from the shared cache when these rollouts were made before."""
     cfg = ctx.cfg
     key = config_hash(model_hash(model), [ex.id for ex in examples], k, cfg.rl.temperature, cfg.rl.max_completion_length,
-                      cfg.seed, cfg.engine, cfg.prompt, ctx.bench.data_hash())
+                      cfg.rl_seed, cfg.engine, cfg.prompt, ctx.bench.data_hash())
     cache = cache_dir() / "rollouts" / f"{ctx.bench.name}-{key}.jsonl"
     with file_lock(cache):  # per process: under data parallelism the first rank in builds them, the others read
         rows = read_jsonl(cache)
@@ -34,7 +34,7 @@ def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str
                        for ex in examples for _ in range(k)]
             print(f"{desc}: {len(examples)} prompts x {k} samples", flush=True)
             gens = engine.generate(prompts, max_new_tokens=cfg.rl.max_completion_length, batch_size=cfg.eval.batch_size,
-                                   temperature=cfg.rl.temperature, seed=cfg.seed)
+                                   temperature=cfg.rl.temperature, seed=cfg.rl_seed)
             out = [[{"text": g.text, "n_tokens": g.n_tokens, **score_output(ex, g.text, ctx.bench.labels)}
                     for g in gens[i * k:(i + 1) * k]] for i, ex in enumerate(examples)]
             write_jsonl(cache, [{"id": ex.id, "samples": s} for ex, s in zip(examples, out)])

@@ -27,6 +27,7 @@ from she_bench.methods.common import (
 )
 from she_bench.models import cache_dir, load_model, load_tokenizer, model_hash
 from she_bench.reasoning.template import gold_rationale, render_prompt, with_rationale
+from she_bench.runs import build_env, is_main_process, read_json, write_json
 
 
 def sft_rows(examples, labels, tokenizer, prompt=None) -> list[dict]:
@@ -72,7 +73,36 @@ def warm_start(ctx: Context) -> Path:
         return ctx.base_model
     out_dir, rows = warm_start_dir(ctx)
     with in_stage(ctx, "warm_start"), file_lock(out_dir, collective=True):
-        return run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr, rows=lambda: rows)
+        built_before = (out_dir / "final").is_dir()
+        final = run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr, rows=lambda: rows,
+                        seed=cfg.seed, data_seed=cfg.seed)  # the warm start follows the run's seed, never rl.seed
+        if is_main_process() and not (built_before and (out_dir / BUILD_FILE).is_file()):
+            # the build: its weights' hash and the arithmetic that made them (unknown for one trained before this record)
+            write_json(out_dir / BUILD_FILE, {"weights_hash": model_hash(final),
+                                              "env": None if built_before else build_env()})
+        return final
+
+
+BUILD_FILE = "build.json"
+
+
+def warm_start_build(final: Path) -> dict:
+    """A cached warm start's build record: {weights_hash, env} (env None where it was trained before builds were
+    recorded); the hash is recomputed, so a record that does not match the weights is never trusted."""
+    record = read_json(final.parent / BUILD_FILE) or {}
+    h = model_hash(final)
+    return {"weights_hash": h, "env": record.get("env") if record.get("weights_hash") == h else None}
+
+
+def warm_starts_by_hash() -> dict[str, Path]:
+    """Every cached warm start on this machine, by its weights' hash (as its build record gives it): the builds at
+    hand, from which a cell of runs can be finished on the build it started on."""
+    out = {}
+    for record in sorted((cache_dir() / "warm_start").glob(f"*/{BUILD_FILE}")):
+        h = (read_json(record) or {}).get("weights_hash")
+        if isinstance(h, str) and (record.parent / "final").is_dir():
+            out.setdefault(h, record.parent / "final")
+    return out
 
 
 def warm_start_dir(ctx: Context) -> tuple[Path, list[dict]]:

@@ -67,7 +67,7 @@ class SRPOTrainer(SheGRPOTrainer):
         rollouts, so the spread stays and the information goes. Seeded by the run's seed and the step, so every
         process draws the same permutation and a resumed run draws the same again."""
         g = self.num_generations
-        gen = torch.Generator().manual_seed(self.ctx.cfg.seed * 1_000_003 + int(self.state.global_step))
+        gen = torch.Generator().manual_seed(self.ctx.cfg.rl_seed * 1_000_003 + int(self.state.global_step))
         order = torch.cat([torch.randperm(g, generator=gen) + i * g for i in range(len(rewards) // g)])
         return rewards[order.to(rewards.device)]
 
@@ -124,7 +124,7 @@ def build_grm(ctx: Context, init: Path, seed_offset: int = 0):
     cfg = ctx.cfg.reward
     kind = GRMS.get(cfg.grm)
     if cfg.grm == "oracle":
-        return kind(labels=ctx.bench.labels, error_rate=cfg.grm_error_rate, seed=ctx.cfg.seed + seed_offset)
+        return kind(labels=ctx.bench.labels, error_rate=cfg.grm_error_rate, seed=ctx.cfg.rl_seed + seed_offset)
     base = ctx.warm_start or init
     answers = tuple(cfg.grm_answers) if cfg.grm_answers else None
     if cfg.grm == "generative":

@@ -21,7 +21,7 @@ from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import _Encoded
 from she_bench.reasoning.verdicts import VERDICT_STEPS
 from she_bench.report.collect import RunData
-from she_bench.report.stats import crossed, holm, mdd, seeds_to_detect
+from she_bench.report.stats import crossed, holm, mdd, seeds_to_detect, _sig
 from she_bench.runs import SHARED_STAGES, run_budget
 from she_bench.rewards.grm import grm_label, uses_grm
 
@@ -351,7 +351,7 @@ def power_rows(comparisons: list[dict], target: float = 0.02) -> list[dict]:
             seeds, queries = max(x["n_seeds"] for x in res), min(x["n_queries"] for x in res)
             rows.append({"benchmark": bench, "metric": metric, "subset": subset, "seeds": seeds, "n_queries": queries,
                          "comparisons": len(res), "seed_var_measured": bool(measured),
-                         "seed_var": _round(seed_var, 8) if measured else None, "query_var": _round(query_var, 8),
+                         "seed_var": _sig(seed_var) if measured else None, "query_var": _sig(query_var),
                          "mdd": _round(mdd(seed_var, query_var, seeds, queries)), "target": target,
                          "seeds_for_target": seeds_to_detect(target, seed_var, query_var, queries) if measured else None})
     return rows

@@ -5,16 +5,24 @@ config key, one cell per level) and an `analysis` fixed before it runs: the prim
 comparator(s), the predicted direction, the level the primary test is read at, and the controls. Its runs are the
 ones `she-bench ablate` makes of the same file (identified by path, config hash included, never by name alone).
 
-Verdicts of a primary test:
+Verdicts of a primary test (Holm across the experiments' primary tests; equivalence by TOST against the margin
+the experiment declares, the 90% interval inside +-margin):
 
-* supported: it goes the predicted way, significant after Holm (across the experiments' primary tests), and the
-  positive control was detected;
-* contradicted: the opposite way, significant after Holm (positive control detected);
-* inconclusive at this power: neither, with the minimum detectable difference stated;
-* unable to see: the positive control was not detected, whatever the primary test says.
+* supported: the predicted direction, significant after Holm, the positive control detected and the negative control
+  equivalent to zero;
+* contradicted: the opposite direction, significant after Holm, the same controls;
+* negative control not equivalent: significant after Holm, but the negative control (a change that must show
+  nothing) was not shown equivalent to zero, so the apparatus may be reporting differences that are not there;
+* absent: not significant, the primary itself equivalent to zero within the margin, the positive control detected:
+  the claimed effect is not there at a size that matters;
+* inconclusive at this power: none of these, with the minimum detectable difference stated;
+* unable to see: the positive control (a contrast of the primary's kind whose effect is known by construction) was not
+  detected, whatever the primary test says.
 
-A test whose runs are not all done (every declared seed on both sides) gets no verdict: "incomplete". An endpoint
-with nothing to count (no output it applies to) is a positive control not detected, a primary test not significant.
+A test whose runs are not all done (every declared seed on both sides, on one build) gets no verdict: "incomplete".
+Two runs are compared only when they start from one build (the same warm-start weights, report/evidence.py): a seed
+whose rows of one warm-start identity come from two builds is left out of the test and counted. An endpoint with
+nothing to count (no output it applies to) is a positive control not detected, a primary test not significant.
 Endpoints are per-query (numerator, denominator) counts or confusion counts, so each goes through the crossed
 seed x query estimator (report/stats.contrast).
 """
@@ -25,14 +33,21 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binomtest
 
 from she_bench.config import ConfigError
 from she_bench.registry import Registry
-from she_bench.report.stats import contrast, holm, mdd, ratio
+from she_bench.report.stats import contrast, holm, mdd, ratio, tost_interval
 
-VERDICTS = ("supported", "contradicted", "inconclusive at this power", "unable to see")
+VERDICTS = ("supported", "contradicted", "negative control not equivalent", "absent", "inconclusive at this power",
+            "unable to see")
 INCOMPLETE = "incomplete"
 ALPHA = 0.05
+MAX_MARGIN = 0.03
+"""An equivalence margin is at most min(MAX_MARGIN, half the predicted effect) on the endpoint's scale."""
+BOOTSTRAP = 2000
+"""Query resamples behind every claim interval and p-value (`she-bench claims --bootstrap` changes it; the pages say
+which was used)."""
 CONFUSION_METRICS = ("macro_f1", "good_f1")
 """Endpoints from per-query confusion counts (as the report's tables compute them); the rest are ratios."""
 
@@ -105,7 +120,7 @@ def _aligned(per_run: list[dict[str, tuple[float, float]]]) -> list[np.ndarray]:
     return [np.array([d.get(q, (0.0, 0.0)) for q in queries], dtype=np.float64).reshape(-1, 2) for d in per_run]
 
 
-def effect(arms: list[tuple[float, list]], endpoint: str, subset: str = "overall", n_boot: int = 2000,
+def effect(arms: list[tuple[float, list]], endpoint: str, subset: str = "overall", n_boot: int = BOOTSTRAP,
            seed: int = 0) -> dict:
     """The crossed estimate of sum_j c_j endpoint(arm_j), each arm a list of runs paired by position (seed)."""
     every = [r for _, runs in arms for r in runs]
@@ -134,12 +149,13 @@ def detectable(est: dict, alpha: float = ALPHA) -> float | None:
     return round(mdd(est["seed_var"] or 0.0, est["query_var"], est["n_seeds"], est["n_queries"], alpha=alpha), 6)
 
 
-def equivalent(est: dict, margin: float | None) -> bool | None:
-    """A negative control passes when its whole interval lies inside +-margin (its MDD): equivalence shown, which a
-    low-powered 'no significant difference' is not. None: not measurable."""
-    if margin is None or est.get("lo") is None:
+def equivalent(est: dict, margin: float | None, alpha: float = ALPHA) -> bool | None:
+    """Equivalence to zero by two one-sided tests (TOST) at `alpha`: the (1 - 2 alpha) interval lies inside
+    +-margin, a margin declared before the runs. None: no margin or no interval."""
+    if margin is None or est.get("se") is None:
         return None
-    return -margin <= est["lo"] and est["hi"] <= margin
+    lo, hi = tost_interval(est, alpha)
+    return -margin < lo and hi < margin
 
 
 def detected(est: dict, direction: str, alpha: float = ALPHA) -> bool:
@@ -150,6 +166,7 @@ def detected(est: dict, direction: str, alpha: float = ALPHA) -> bool:
 
 
 def verdict(diff: float | None, p_holm: float | None, direction: str, control_detected: bool,
+            negative_equivalent: bool | None = None, primary_equivalent: bool | None = None,
             alpha: float = ALPHA) -> str:
     """One of VERDICTS for a complete primary test (see the module docstring)."""
     if direction not in ("higher", "lower"):
@@ -157,7 +174,9 @@ def verdict(diff: float | None, p_holm: float | None, direction: str, control_de
     if not control_detected:
         return "unable to see"
     if diff is None or p_holm is None or p_holm >= alpha:
-        return "inconclusive at this power"
+        return "absent" if primary_equivalent else "inconclusive at this power"
+    if not negative_equivalent:
+        return "negative control not equivalent"
     return "supported" if (diff > 0) == (direction == "higher") else "contradicted"
 
 
@@ -193,6 +212,19 @@ def load_experiment(path: Path, profile: str | None = None) -> dict:
         raise _where(path, "knob", "{key, levels, default} with at least one level", exp.get("knob"))
     if a.get("direction") not in ("higher", "lower"):
         raise _where(path, "analysis.direction", "higher or lower", a.get("direction"))
+    pred = a.get("predicted_effect")
+    if isinstance(pred, bool) or not isinstance(pred, (int, float)) or not pred > 0:
+        raise _where(path, "analysis.predicted_effect", "the effect's predicted size (> 0) on the endpoint's scale", pred)
+    cap = min(MAX_MARGIN, pred / 2)
+    for key, t in [("analysis.margin", a)] + [(f"analysis.{n}.margin", a.get(n)) for n in ("negative_control",)
+                                              if isinstance(a.get(n), dict) and "margin" in a[n]]:
+        m = t.get("margin")
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m <= cap + 1e-12:
+            raise _where(path, key, f"an equivalence margin in (0, {cap:g}] (min({MAX_MARGIN}, half the predicted "
+                                    "effect))", m)
+    if not isinstance(a.get("margin_why"), str) or not a["margin_why"].strip():
+        raise _where(path, "analysis.margin_why", "a sentence on why a difference of that size matters to a user",
+                     a.get("margin_why"))
     _check_endpoint(path, "analysis.endpoint", a.get("endpoint"))
     for ep in a.get("secondary_endpoints", []):
         _check_endpoint(path, "analysis.secondary_endpoints", ep)
@@ -226,46 +258,107 @@ def _key(level) -> str:
 
 class RunIndex:
     """The runs of experiment files under one output folder, each read once (experiments share runs) and through
-    its evidence (report/evidence.py): a finished run folder's, else the line `evidence` holds for it."""
+    its evidence (report/evidence.py): a finished run folder's, else the line `evidence` holds for it.
+
+    A folder replaces its line when both are of one build, or when the folders re-ran the line's whole cell (every
+    line of its warm-start identity) on one build; a folder that would put a second build into a cell is reported
+    (`refused`) and its line kept, so regenerating never mixes builds by accident."""
 
     def __init__(self, root: Path, profile: str | None = None, evidence: dict | None = None):
         self.root, self.profile = Path(root), profile
         self.evidence: dict = dict(evidence or {})
-        """{rel: Evidence}: the lines given, with those of the run folders read replacing theirs."""
+        """{rel: Evidence}: the lines given, with those of the run folders accepted replacing theirs."""
         self.from_folders: set[str] = set()
-        self._read: dict = {}
+        self.refused: list[dict] = []
+        """Folders not merged: {rel, folder_build, line_build, reason}."""
+        self._scanned: set[str] = set()
+
+    def scan(self, run_paths: list[Path]) -> None:
+        """Read the finished folders among `run_paths` and merge them by the rule above."""
+        from she_bench.config import warm_start_identity
+        from she_bench.report.collect import RunData, read_run
+        from she_bench.report.evidence import from_run
+
+        found = {}
+        for path in run_paths:
+            rel = Path(path).relative_to(self.root).as_posix()
+            if rel in self._scanned:
+                continue
+            self._scanned.add(rel)
+            got = read_run(Path(path), rel) if Path(path).is_dir() else None
+            if isinstance(got, RunData):
+                found[rel] = from_run(got, rel)
+        cells: dict[str, list[str]] = {}
+        for rel, ev in self.evidence.items():
+            cells.setdefault(warm_start_identity(ev.config), []).append(rel)
+        for rel, ev in sorted(found.items()):
+            old = self.evidence.get(rel)
+            new_id = (ev.build or {}).get("id")
+            if old is not None and (old.build or {}).get("id") != new_id:
+                cell = cells.get(warm_start_identity(ev.config), [])
+                whole = all(r in found and (found[r].build or {}).get("id") == new_id for r in cell)
+                if not whole:
+                    self.refused.append({"rel": rel, "folder_build": new_id, "line_build": (old.build or {}).get("id"),
+                                         "reason": "the folder's build differs from its evidence line's, and the "
+                                                   "folders do not re-run the line's whole cell on one build"})
+                    continue
+            self.evidence[rel] = ev
+            self.from_folders.add(rel)
 
     def runs_of(self, path: Path, exp: dict) -> dict:
         """{(recipe, level key): {seed: Evidence or None (not done)}} for the file's jobs."""
         from she_bench.ablate import load_suite
 
         knob = exp.get("knob") or {}
+        jobs = load_suite(path, str(self.root), self.profile)
+        self.scan([job.run.path for job in jobs])
         out: dict = {}
-        for job in load_suite(path, str(self.root), self.profile):
+        for job in jobs:
             level = job.overrides.get(knob["key"], knob.get("default")) if knob else None
-            out.setdefault((job.recipe, _key(level)), {})[job.seed] = self.read(job.run.path)
+            rel = job.run.path.relative_to(self.root).as_posix()
+            out.setdefault((job.recipe, _key(level)), {})[job.seed] = self.evidence.get(rel)
         return out
-
-    def read(self, run_path: Path):
-        from she_bench.report.collect import RunData, read_run
-        from she_bench.report.evidence import from_run
-
-        rel = Path(run_path).relative_to(self.root).as_posix()
-        if rel not in self._read:
-            got = read_run(run_path, rel) if run_path.is_dir() else None
-            if isinstance(got, RunData):  # a finished folder wins over its line
-                self.evidence[rel] = from_run(got, rel)
-                self.from_folders.add(rel)
-            self._read[rel] = self.evidence.get(rel)
-        return self._read[rel]
 
     def sources(self) -> tuple[int, int]:
         """How many of the runs read were found done in their folders, and how many in the evidence alone."""
-        found = {rel for rel, ev in self._read.items() if ev is not None}
+        found = {rel for rel in self._scanned if rel in self.evidence}
         return len(found & self.from_folders), len(found - self.from_folders)
 
 
-def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
+def check_analysis(path: Path, runs: dict) -> None:
+    """Refuse runs made for this experiment under another analysis: a run records each experiment file it was
+    started for with the hash of its `analysis` (ablate.analysis_hash); the analysis is fixed before the runs."""
+    from she_bench.ablate import analysis_hash
+
+    want = analysis_hash(path)
+    for by_seed in runs.values():
+        for ev in by_seed.values():
+            for rec in (ev.experiments if ev is not None else []):
+                if rec.get("file") == Path(path).name and rec.get("analysis_hash") != want:
+                    raise ConfigError(f"{path}: run {ev.rel} was made for this experiment under analysis "
+                                      f"{rec.get('analysis_hash')}, but the file's analysis is now {want}: an analysis "
+                                      "is fixed before its runs (restore it, or run the experiment again)")
+
+
+def pair_builds(runs: list) -> str:
+    """'ok' when runs of one warm-start identity share one build, 'cross' when two known builds meet, 'unverified'
+    when a build could not be told (an old line whose labels link to no other row)."""
+    from she_bench.config import warm_start_identity
+    from she_bench.report.evidence import undetermined
+
+    by_cell: dict[str, set] = {}
+    unknown = False
+    for r in runs:
+        if undetermined(r.build):
+            unknown = True
+        else:
+            by_cell.setdefault(warm_start_identity(r.config), set()).add(r.build["id"])
+    if any(len(ids) > 1 for ids in by_cell.values()):
+        return "cross"
+    return "unverified" if unknown and len(runs) > 1 else "ok"
+
+
+def analyse(exp: dict, runs: dict, n_boot: int = BOOTSTRAP) -> dict:
     """An experiment's fixed analysis over its runs (RunIndex.runs_of: each run's Evidence). Estimates use the seeds done on both sides;
     a test is complete when every declared seed is."""
     a, knob = exp["analysis"], exp.get("knob") or {}
@@ -277,8 +370,12 @@ def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
 
     def test(arms_spec: list[tuple[float, str, object]], ep: str, sub: str, **info) -> dict:
         got = [have(recipe, level) for _, recipe, level in arms_spec]
-        common = [s for s in seeds if all(s in g for g in got)]
-        out = {**info, "endpoint": ep, "subset": sub, "seeds": common, "complete": len(common) == len(seeds)}
+        done = [s for s in seeds if all(s in g for g in got)]
+        pairing = {s: pair_builds([g[s] for g in got]) for s in done}
+        common = [s for s in done if pairing[s] != "cross"]
+        out = {**info, "endpoint": ep, "subset": sub, "seeds": common, "complete": len(common) == len(seeds),
+               "cross_build_seeds": [s for s in done if pairing[s] == "cross"],
+               "unverified_seeds": [s for s in done if pairing[s] == "unverified"]}
         if not common:
             return {**out, "status": "missing"}
         try:
@@ -293,7 +390,8 @@ def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
                     versus=versus, level=level, **({} if versus_level is None else {"versus_level": versus_level}))
 
     out: dict = {"name": exp.get("name"), "claim": exp.get("claim"), "description": exp.get("description", ""),
-                 "endpoint": endpoint, "subset": subset, "direction": direction, "seeds": seeds, "knob": knob}
+                 "endpoint": endpoint, "subset": subset, "direction": direction, "seeds": seeds, "knob": knob,
+                 "n_boot": n_boot, "builds": builds(runs, knob), "history": list(exp.get("history") or [])}
     if "aa" in a:
         recipe = a["aa"]["variant"]
         done = have(recipe, knob.get("default"))
@@ -327,13 +425,21 @@ def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
                                     (-1.0, prim["variant"], lo), (1.0, v, lo)], endpoint, subset,
                                    variant=prim["variant"], versus=v, level=prim["level"], from_level=lo)
                               for v in versus]
+    out["margin"] = {"value": a["margin"], "why": " ".join(str(a["margin_why"]).split()),
+                     "post_hoc": bool(a.get("margin_post_hoc")), "predicted_effect": a["predicted_effect"]}
+    prim_eq = out["primary"]
+    out["primary"]["equivalent"] = (all(equivalent(p, a["margin"]) for p in prim_eq.get("parts", [prim_eq]))
+                                    if prim_eq["status"] == "ok" else None)
     pc = a["positive_control"]
     t = pair(pc["variant"], pc.get("versus", pc["variant"]), pc["level"], pc.get("versus_level"), pc.get("endpoint"))
-    out["positive_control"] = {**t, "direction": pc.get("direction", direction),
+    out["positive_control"] = {**t, "direction": pc.get("direction", direction), "post_hoc": bool(pc.get("post_hoc")),
                                "detected": t["status"] == "ok" and detected(t, pc.get("direction", direction))}
     nc = a["negative_control"]
     t = pair(nc["variant"], nc["versus"], nc["level"], ep=nc.get("endpoint"))
-    out["negative_control"] = {**t, "equivalent": equivalent(t, t.get("mdd")) if t["status"] == "ok" else None}
+    nc_margin = nc.get("margin", a["margin"])
+    out["negative_control"] = {**t, "margin": nc_margin,
+                               "equivalent": equivalent(t, nc_margin) if t["status"] == "ok" else None}
+    out["row_means"] = row_means(runs, knob, endpoint, subset, n_boot)
     out["stages"] = {recipe: stages(list(have(recipe, prim["level"]).values())) for recipe in [prim["variant"], *versus]}
     primary_rows = [[prim["variant"], v] for v in versus]
     out["secondary"] = [pair(v, w, prim["level"], ep=ep, sub=sub)  # exploratory: no Holm, no verdict
@@ -341,6 +447,36 @@ def analyse(exp: dict, runs: dict, n_boot: int = 2000) -> dict:
                         for sub in [subset, *a.get("secondary_subsets", [])]
                         for v, w in primary_rows + list(a.get("secondary_rows", []))
                         if not (ep == endpoint and sub == subset and [v, w] in primary_rows)]
+    return out
+
+
+def builds(runs: dict, knob: dict) -> list[dict]:
+    """Per knob level and seed, the build each row started from: [{level, seed, rows: {recipe: build id},
+    inferred}]."""
+    out: dict = {}
+    for (recipe, level), by_seed in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for seed, ev in sorted(by_seed.items()):
+            cell = out.setdefault((level, seed), {"level": json.loads(level), "seed": seed, "rows": {}, "inferred": False})
+            b = ev.build if ev is not None else None
+            cell["rows"][recipe] = (b or {}).get("id", "-") if ev is not None else "not done"
+            cell["inferred"] |= bool((b or {}).get("inferred"))
+    return list(out.values())
+
+
+def row_means(runs: dict, knob: dict, endpoint: str, subset: str, n_boot: int) -> list[dict]:
+    """Each row's mean endpoint per knob level over its done seeds, with its interval (what the contrasts are
+    differences of)."""
+    out = []
+    for (recipe, level), by_seed in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        done = [by_seed[s] for s in sorted(by_seed) if by_seed[s] is not None]
+        if not done:
+            continue
+        try:
+            est = effect([(1.0, done)], endpoint, subset, n_boot)
+        except ValueError:
+            continue
+        out.append({"level": json.loads(level), "row": recipe, "mean": est["diff"], "lo": est["lo"], "hi": est["hi"],
+                    "seeds": len(done)})
     return out
 
 
@@ -357,7 +493,7 @@ def stages(runs: list) -> list[dict]:
     return [{**st, "prompts": round(sum(st["prompts"]) / len(st["prompts"]), 1)} for st in seen.values()]
 
 
-def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boot: int = 2000) -> dict:
+def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boot: int = BOOTSTRAP) -> dict:
     """A/A: one recipe's 2m seeds in one cell, split every way into m against m (6 seeds: 10 splits, each pair of
     halves once), each split tested like a primary comparison; how many come out significant at ALPHA (about 5%
     expected)."""
@@ -372,7 +508,10 @@ def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boo
         results.append({"a": list(a), "b": b, "diff": est["diff"], "lo": est["lo"], "hi": est["hi"],
                         "p_value": est["p_value"]})
     sig = sum(r["p_value"] is not None and r["p_value"] < ALPHA for r in results)
-    return {"status": "ok", "splits": len(results), "significant": sig, "results": results}
+    ci = binomtest(sig, len(results)).proportion_ci(0.95, method="exact")
+    # the splits reuse the same runs, so they are not independent trials: the interval is a floor on the uncertainty
+    return {"status": "ok", "splits": len(results), "significant": sig, "rate_ci": [round(ci.low, 4), round(ci.high, 4)],
+            "results": results}
 
 
 def decide(results: list[dict]) -> list[dict]:
@@ -384,13 +523,14 @@ def decide(results: list[dict]) -> list[dict]:
           and r["primary"]["p_value"] is not None else 1.0 for r in claims]
     for r, p in zip(claims, holm(ps)):
         r["primary"]["p_holm"] = p
-        prim, pc = r["primary"], r["positive_control"]
+        prim, pc, nc = r["primary"], r["positive_control"], r["negative_control"]
         # what the corrected test can detect: Holm's first step tests at alpha / (the family's size)
         prim["mdd_holm"] = detectable(prim, ALPHA / len(claims)) if prim["status"] == "ok" else None
         if not (prim["complete"] and pc["complete"]):
             r["verdict"] = INCOMPLETE  # runs still to do: no verdict yet
         else:  # an endpoint with nothing to count is not detected (control) or not significant (primary)
-            r["verdict"] = verdict(prim.get("diff"), p, r["direction"], pc["detected"])
+            r["verdict"] = verdict(prim.get("diff"), p, r["direction"], pc["detected"],
+                                   nc.get("equivalent") if nc.get("complete") else None, prim.get("equivalent"))
     return results
 
 
@@ -415,7 +555,7 @@ def proxies(exp: dict, runs: dict) -> list[str]:
     return sorted(out)
 
 
-def build_claims(experiments: list[Path], runs: Path | RunIndex, n_boot: int = 2000,
+def build_claims(experiments: list[Path], runs: Path | RunIndex, n_boot: int = BOOTSTRAP,
                  profile: str | None = None) -> list[dict]:
     """Every experiment file analysed over its runs (those under a runs folder, or a RunIndex that may also hold
     evidence), with Holm and verdicts."""
@@ -423,6 +563,7 @@ def build_claims(experiments: list[Path], runs: Path | RunIndex, n_boot: int = 2
     for path in experiments:
         exp = load_experiment(Path(path), index.profile)
         runs_ = index.runs_of(Path(path), exp)
+        check_analysis(Path(path), runs_)
         done = sum(r is not None for by_seed in runs_.values() for r in by_seed.values())
         total = sum(len(by_seed) for by_seed in runs_.values())
         results.append({**analyse(exp, runs_, n_boot), "file": Path(path).name, "runs_done": done,

@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from she_bench.report.html import _STYLE, data_uri
 
-VERDICT_COLORS = {"supported": "#2a9d4b", "contradicted": "#c0392b", "inconclusive at this power": "#e6a100",
+VERDICT_COLORS = {"supported": "#2a9d4b", "contradicted": "#c0392b", "absent": "#3b6fb6",
+                  "negative control not equivalent": "#8e44ad", "inconclusive at this power": "#e6a100",
                   "unable to see": "#7f7f7f", "incomplete": "#c8c8c8"}
+VERDICT_MEANING = {
+    "supported": "the predicted direction, significant after Holm, the positive control detected, the negative "
+                 "control equivalent to zero within the margin",
+    "contradicted": "the opposite direction, significant after Holm, with the same controls",
+    "negative control not equivalent": "significant after Holm, but a change that must show nothing was not shown "
+                                       "equivalent to zero: the difference may be the apparatus's",
+    "absent": "not significant and the primary effect itself equivalent to zero within the margin (90% interval "
+              "inside it), the positive control detected: no effect of a size that matters",
+    "inconclusive at this power": "none of these: the interval holds both zero and effects larger than the margin",
+    "unable to see": "the positive control, a contrast of the primary's kind with a known effect, was not detected",
+    "incomplete": "runs (or same-build pairs) still missing"}
 
 
 def _f(x, nd: int = 3, sign: bool = True) -> str:
@@ -27,6 +40,14 @@ def _f(x, nd: int = 3, sign: bool = True) -> str:
 
 def _p(x) -> str:
     return "-" if x is None else f"{x:.3g}"
+
+
+def _nd(t: dict) -> int:
+    """Decimals an estimate needs: enough to show its interval's half-width to two significant digits (at least 3):
+    an entropy effect of +0.00031 [+0.00002, +0.00061] is not printed as +0.000."""
+    if t.get("lo") is None or t.get("hi") is None or t["hi"] <= t["lo"]:
+        return 3
+    return max(3, min(8, 1 - math.floor(math.log10((t["hi"] - t["lo"]) / 2))))
 
 
 def _level(v) -> str:
@@ -40,13 +61,21 @@ def _comparison(t: dict) -> str:
 
 def _estimate(t: dict) -> str:
     if t.get("status") != "ok":
+        if t.get("cross_build_seeds"):
+            return f"no same-build pair (seeds {', '.join(map(str, t['cross_build_seeds']))} across builds)"
         return t.get("error") or "no runs"
-    return f"{_f(t['diff'])} [{_f(t['lo'])}, {_f(t['hi'])}]"
+    nd = _nd(t)
+    return f"{_f(t['diff'], nd)} [{_f(t['lo'], nd)}, {_f(t['hi'], nd)}]"
 
 
 def _seeds(t: dict, declared: list) -> str:
     got = t.get("seeds") or []
-    return f"{len(got)} of {len(declared)}" if len(got) != len(declared) else str(len(got))
+    text = f"{len(got)} of {len(declared)}" if len(got) != len(declared) else str(len(got))
+    if t.get("cross_build_seeds"):
+        text += f" ({len(t['cross_build_seeds'])} left out: across builds)"
+    if t.get("unverified_seeds"):
+        text += f" ({len(t['unverified_seeds'])} build unverified)"
+    return text
 
 
 def _control_outcome(name: str, t: dict) -> str:
@@ -56,7 +85,8 @@ def _control_outcome(name: str, t: dict) -> str:
         return "incomplete"
     if name == "positive":
         return "detected" if t["detected"] else "not detected"
-    return {True: "equivalent within +-MDD", False: "not shown equivalent", None: "not measurable"}[t["equivalent"]]
+    return {True: f"equivalent within +-{t['margin']:g} (TOST)", False: f"not shown equivalent within +-{t['margin']:g}",
+            None: "not measurable"}[t["equivalent"]]
 
 
 def primary_line(r: dict) -> str:
@@ -67,8 +97,10 @@ def primary_line(r: dict) -> str:
     iu = (f" (intersection-union over {', '.join(x['versus'] for x in parts)}: the smaller effect, the larger p)"
           if len(parts) > 1 else "")
     done = "" if p["complete"] else f" Provisional: {len(p['seeds'])} of {len(r['seeds'])} seeds done."
-    return (f"Primary test: {_comparison(p)} on {r['endpoint']} ({r['subset']}) = {_f(p['diff'])} "
-            f"[{_f(p['lo'])}, {_f(p['hi'])}]{iu}, p = {_p(p['p_value'])}, Holm-adjusted p = {_p(p.get('p_holm'))}; "
+    eq = {True: "equivalent to zero within the margin", False: "not shown equivalent to zero within the margin",
+          None: "equivalence not measurable"}[p.get("equivalent")]
+    return (f"Primary test: {_comparison(p)} on {r['endpoint']} ({r['subset']}) = {_estimate(p)}{iu}, "
+            f"p = {_p(p['p_value'])}, Holm-adjusted p = {_p(p.get('p_holm'))}; {eq}; "
             f"minimum detectable difference {_f(p.get('mdd'), sign=False)} at {len(p['seeds'])} seeds "
             f"(alpha 0.05), {_f(p.get('mdd_holm'), sign=False)} at Holm's first step.{done}")
 
@@ -86,7 +118,13 @@ def claim_blocks(r: dict) -> list[tuple]:
     b.append(("p", f"Prediction, fixed in the file before its runs: {p.get('variant')} is "
                    f"{r['direction']} than {', '.join(x['versus'] for x in p.get('parts', []))} on {r['endpoint']} "
                    f"({r['subset']}) at level {_level(p.get('level'))}."))
+    m = r.get("margin") or {}
+    if m:
+        b.append(("p", f"Equivalence margin +-{m['value']:g} on {r['endpoint']} (predicted effect {m['predicted_effect']:g}"
+                       f"{'; declared after the runs, post hoc' if m.get('post_hoc') else '; declared before the runs'}): "
+                       f"{m['why']}"))
     b.append(("h2", f"Verdict: {r['verdict']}"))
+    b.append(("p", f"{r['verdict']}: {VERDICT_MEANING.get(r['verdict'], '')}."))
     b.append(("p", primary_line(r)))
     rows = []
     for lv in r["levels"]:
@@ -104,12 +142,31 @@ def claim_blocks(r: dict) -> list[tuple]:
     crow = []
     for name, key in (("positive", "positive_control"), ("negative", "negative_control")):
         t = r[key]
-        crow.append([name, _comparison(t), t.get("endpoint", "-"), _estimate(t), _p(t.get("p_value")),
-                     _f(t.get("mdd"), sign=False), _control_outcome(name, t)])
-    b.append(("table", ["control", "comparison", "endpoint", "effect [95% CI]", "p", "MDD", "outcome"], crow))
-    b.append(("p", "A positive control must be detected (predicted direction, p < 0.05) or the experiment has no "
-                   "verdict; a negative control must have its whole interval inside +-its MDD (equivalence, not a "
-                   "mere non-significant difference)."))
+        label = name + (" (declared after the runs)" if t.get("post_hoc") else "")
+        crow.append([label, _comparison(t), t.get("endpoint", "-"), _estimate(t), _p(t.get("p_value")),
+                     _seeds(t, r["seeds"]), _control_outcome(name, t)])
+    b.append(("table", ["control", "comparison", "endpoint", "effect [95% CI]", "p", "seeds", "outcome"], crow))
+    b.append(("p", "The positive control is a contrast of the primary's kind whose effect is known by construction: "
+                   "it must be detected (predicted direction, p < 0.05) or the experiment has no verdict. The negative "
+                   "control is a change that must show nothing: it passes by two one-sided tests (its 90% interval "
+                   "inside +-the margin), and a significant primary counts only when it passes."))
+    if r.get("row_means"):
+        b.append(("h2", f"Row means of {r['endpoint']} ({r['subset']}) per level"))
+        b.append(("table", ["level", "row", "mean [95% CI]", "seeds"],
+                  [[_level(x["level"]), x["row"], _estimate({**x, "diff": x["mean"], "status": "ok"}).replace("+", ""),
+                    x["seeds"]] for x in r["row_means"]]))
+    if r.get("builds"):
+        recipes = sorted({row for c in r["builds"] for row in c["rows"]})
+        b.append(("h2", "Builds: the warm-start weights each row started from"))
+        b.append(("p", "Rows are compared only on one build. An id is the first 12 hex digits of the warm start's "
+                       "weights hash; 'inferred-' ids are builds inferred from label agreement for runs made before "
+                       "builds were recorded, 'undetermined-' where a row's labels tie it to no other (SFT and DPO "
+                       "rows move far from their warm start); pairs with one are used and counted as unverified."))
+        b.append(("table", ["level", "seed", *recipes],
+                  [[_level(c["level"]), c["seed"], *[c["rows"].get(x, "") for x in recipes]] for c in r["builds"]]))
+    if r.get("history"):
+        b.append(("h2", "Earlier executions"))
+        b.append(("ul", [" ".join(str(h).split()) for h in r["history"]]))
     if r.get("secondary"):
         b.append(("h2", "Secondary comparisons (exploratory: no correction, no verdict)"))
         b.append(("table", ["comparison", "endpoint", "subset", "effect [95% CI]", "p", "seeds"],
@@ -134,18 +191,21 @@ def aa_blocks(r: dict) -> list[tuple]:
         b.append(("p", f"Incomplete: seeds {aa['done']} of {aa['seeds']} of {r['aa_variant']} done."))
         return b
     for ep, res in aa.items():
-        b.append(("h2", f"{ep}: {res['significant']} of {res['splits']} splits significant at 0.05 (about 5% expected)"))
+        lo, hi = res.get("rate_ci") or (None, None)
+        ci = f"; rate 95% interval [{lo:.2f}, {hi:.2f}] if the splits were independent, which they are not" if lo is not None else ""
+        b.append(("h2", f"{ep}: {res['significant']} of {res['splits']} splits significant at 0.05 (about 5% expected{ci})"))
         b.append(("table", ["seeds A", "seeds B", "A - B [95% CI]", "p"],
                   [[",".join(str(r["seeds"][i]) for i in x["a"]), ",".join(str(r["seeds"][i]) for i in x["b"]),
                     f"{_f(x['diff'])} [{_f(x['lo'])}, {_f(x['hi'])}]", _p(x["p_value"])] for x in res["results"]]))
     return b
 
 
-def summary_blocks(results: list[dict], command: str) -> list[tuple]:
+def summary_blocks(results: list[dict], command: str, refused: list[dict] | None = None) -> list[tuple]:
+    n_boot = next((r["n_boot"] for r in results if r.get("n_boot")), None)
     b: list[tuple] = [("h1", "Claims of SHE, one controlled experiment each"),
                       ("p", "Each claim's primary test (variant - comparator at the knob's primary level, 95% interval "
                             "over seeds x queries, Holm across the primary tests), its controls and the verdict. "
-                            f"Regenerate: {command}")]
+                            f"Intervals and p-values use {n_boot} query bootstrap resamples. Regenerate: {command}")]
     rows = []
     for r in results:
         if "aa" in r:
@@ -157,6 +217,11 @@ def summary_blocks(results: list[dict], command: str) -> list[tuple]:
                      _control_outcome("negative", r["negative_control"]), r["verdict"], f"{r['runs_done']}/{r['runs_declared']}"])
     b.append(("table", ["claim", "endpoint", "primary", "predicted", "effect [95% CI]", "p (Holm)", "MDD (Holm)",
                         "positive control", "negative control", "verdict", "runs"], rows))
+    b.append(("ul", [f"{v}: {VERDICT_MEANING[v]}" for v in VERDICT_MEANING]))
+    if refused:
+        b.append(("h2", "Run folders not merged"))
+        b.append(("ul", [f"{x['rel']}: build {x['folder_build']}, its evidence line's {x['line_build']}: {x['reason']}"
+                         for x in refused]))
     b.append(("figure", "summary.png", "Each claim's primary effect in its predicted direction, in units of its "
                                        "minimum detectable difference at Holm's first step (1 = detectable at 80% "
                                        "power after the correction), with its 95% "
@@ -271,7 +336,7 @@ def summary_plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, format="png", metadata={"Software": None})
 
 
-def write_claims(results: list[dict], out: Path, command: str) -> None:
+def write_claims(results: list[dict], out: Path, command: str, refused: list[dict] | None = None) -> None:
     """claims.json, summary.md, <claim>.md, the plots and index.html under `out`."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "claims.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
@@ -285,7 +350,7 @@ def write_claims(results: list[dict], out: Path, command: str) -> None:
         (out / f"{r['name']}.md").write_text(markdown(blocks))
         pages.append(blocks)
     summary_plot(results, out / "summary.png")
-    summary = summary_blocks(results, command)
+    summary = summary_blocks(results, command, refused or [])
     (out / "summary.md").write_text(markdown(summary))
     body = html_blocks(summary, out)
     for blocks in pages:

@@ -7,7 +7,16 @@ made them. The evidence file keeps, per run, only what the claim endpoints read:
   to ENTROPY_DIGITS decimals);
 * the sampled evaluation's rows (whole-chain counts per pair), where the run made one;
 * the curriculum stages its training log records;
-* its config (the stand-ins a claim page lists are read from it) and its label set.
+* its config (the stand-ins a claim page lists are read from it) and its label set;
+* its build: the hash of the warm start it started from, the base model's, and the arithmetic the warm start was
+  trained under (threads, instruction set, processor, dtype), from its manifest; and the experiments it was run for
+  (file and analysis hash).
+
+Two runs are paired only on one build. Lines written before builds were recorded get an *inferred* build: within
+each cell (runs of one warm-start identity, config.warm_start_identity), rows whose greedy test labels agree on at
+least INFER_AGREEMENT of the pairs are linked (single linkage) into one build. Runs of one build agree on 0.95-1.00
+of labels (RL moves about 2-6% of them), runs of two builds of one key on 0.79-0.91, so the threshold sits in the
+gap; a row that trains far from its warm start (SFT, DPO) links to none and its build is *undetermined*.
 
 `she-bench claims` reads every run through its evidence, so a report made from run folders and one made from the
 evidence file alone are the same bytes: the report can be regenerated, and re-analysed, on a clean clone, on another
@@ -19,11 +28,12 @@ run's folder relative to the runs folder (config hash included, as `ablate` name
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import lzma
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from she_bench.data.files import json_lines
@@ -34,6 +44,9 @@ ENTROPY_DIGITS = 4
 PREDICTION_FIELDS = ("id", "query_id", "slices", "gold", "pred", "format_valid", "step_verdicts", "entropy")
 SAMPLED_FIELDS = ("id", "query_id", "slices", "chain_right")
 REQUIRED = ("rel", "config", "labels", "good_labels", "predictions", "sampled", "stages")
+OPTIONAL = ("build", "experiments")
+"""Fields of lines written since builds are recorded (older lines get an inferred build when read)."""
+INFER_AGREEMENT = 0.92
 
 
 @dataclass
@@ -49,6 +62,11 @@ class Evidence:
     """The sampled evaluation's rows (sampled.jsonl), or None where the run made none."""
     stages: list[dict]
     """The training log's stage_start events."""
+    build: dict | None = None
+    """{id, warm_start_hash, base_model_hash, env, inferred}: the weights the run started from (see the module
+    docstring); id "undetermined-..." where an inferred build could not be told."""
+    experiments: list[dict] = field(default_factory=list)
+    """[{file, analysis_hash}]: the claim experiments the run was started for (empty where not recorded)."""
 
     @property
     def metrics(self) -> dict:
@@ -76,8 +94,61 @@ def from_run(run, rel: str) -> Evidence:
     ev = Evidence(rel=rel, config=run.config, labels=list(labels), good_labels=list(run.metrics.get("good_labels") or []),
                   predictions=[_slim(p, PREDICTION_FIELDS) for p in run.predictions],
                   sampled=[_slim(r, SAMPLED_FIELDS) for r in read_jsonl(sampled)] if sampled.is_file() else None,
-                  stages=[e for e in run.train_log if e.get("event") == "stage_start"])
+                  stages=[e for e in run.train_log if e.get("event") == "stage_start"], build=run_build(run.manifest),
+                  experiments=list(run.manifest.get("experiments") or []))
     return Evidence(**json.loads(_line(ev)))
+
+
+def run_build(manifest: dict) -> dict | None:
+    """A run's build from its manifest (None: no warm start recorded, e.g. a classic baseline)."""
+    b = manifest.get("build")
+    if isinstance(b, dict) and b.get("warm_start_hash"):
+        return {**b, "inferred": False}
+    h = manifest.get("warm_start_hash")
+    return {"id": h[:12], "warm_start_hash": h, "base_model_hash": manifest.get("base_model_hash"), "env": None,
+            "inferred": False} if isinstance(h, str) else None
+
+
+def undetermined(build: dict | None) -> bool:
+    return build is None or str(build.get("id", "")).startswith("undetermined")
+
+
+def agreement(a: Evidence, b: Evidence) -> float:
+    """Share of the test pairs both runs predicted on which their greedy labels agree."""
+    pa = {p["id"]: p["pred"] for p in a.predictions}
+    both = [p for p in b.predictions if p["id"] in pa]
+    return sum(pa[p["id"]] == p["pred"] for p in both) / len(both) if both else 0.0
+
+
+def infer_builds(evidence: dict[str, Evidence]) -> None:
+    """Give every line without a recorded build an inferred one (see the module docstring), in place."""
+    from she_bench.config import warm_start_identity
+
+    cells: dict[str, list[Evidence]] = {}
+    for rel in sorted(evidence):
+        if evidence[rel].build is None:
+            cells.setdefault(warm_start_identity(evidence[rel].config), []).append(evidence[rel])
+    for rows in cells.values():
+        parent = list(range(len(rows)))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                i = parent[i]
+            return i
+
+        for i in range(len(rows)):
+            for j in range(i + 1, len(rows)):
+                if agreement(rows[i], rows[j]) >= INFER_AGREEMENT:
+                    parent[root(i)] = root(j)
+        clusters: dict[int, list[Evidence]] = {}
+        for i, row in enumerate(rows):
+            clusters.setdefault(root(i), []).append(row)
+        for members in clusters.values():
+            tag = hashlib.sha256("\n".join(sorted(m.rel for m in members)).encode()).hexdigest()[:8]
+            bid = f"inferred-{tag}" if len(members) > 1 else f"undetermined-{tag}"
+            for m in members:
+                m.build = {"id": bid, "warm_start_hash": None, "base_model_hash": None, "env": None, "inferred": True,
+                           "rows": len(members)}
 
 
 def _line(ev: Evidence) -> str:
@@ -105,9 +176,14 @@ def load(path: Path) -> dict[str, Evidence]:
             missing = [k for k in ("id", "query_id", "gold", "pred") if not isinstance(p, dict) or k not in p]
             if missing:
                 raise DataError(str(path), f"{i} ({row['rel']}), prediction {j}", missing[0], "missing")
+        if row.get("build") is not None and not (isinstance(row["build"], dict) and isinstance(row["build"].get("id"), str)):
+            raise DataError(str(path), i, "build", "expected a mapping with an id, or null")
+        if not isinstance(row.get("experiments", []), list):
+            raise DataError(str(path), i, "experiments", "expected a list")
         if row["rel"] in out:
             raise DataError(str(path), i, "rel", f"run {row['rel']!r} appears twice")
-        out[row["rel"]] = Evidence(**{k: row[k] for k in REQUIRED})
+        out[row["rel"]] = Evidence(**{k: row[k] for k in REQUIRED}, **{k: row[k] for k in OPTIONAL if k in row})
+    infer_builds(out)
     return out
 
 

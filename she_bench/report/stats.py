@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import integrate
 from scipy import stats as st
 
 from she_bench.evaluation.metrics import _cm_scores, _query_draws
@@ -42,6 +43,11 @@ CHUNK = 2000
 
 def _r(x, nd: int = 6):
     return None if x is None or not math.isfinite(x) else round(float(x), nd)
+
+
+def _sig(x, digits: int = 12):
+    """x to `digits` significant digits: stable bytes without losing a tiny variance (entropy's are ~1e-8)."""
+    return None if x is None or not math.isfinite(x) else float(f"{float(x):.{digits}g}")
 
 
 def crossed(cms_a: list[np.ndarray], cms_b: list[np.ndarray] | None, metric: str, K: int, good: np.ndarray,
@@ -110,7 +116,7 @@ def contrast(arms: list[tuple[float, list[np.ndarray]]], score, n_boot: int = 10
     else:
         seed_var, shared, a, b, df = None, V, 0.0, V, float(max(Q - 1, 1))
     se = math.sqrt(a + b)
-    out.update(se=_r(se), df=_r(df, 3), seed_var=_r(seed_var, 8), query_var=_r(shared, 8), boot_var=_r(V, 8))
+    out.update(se=_sig(se), df=_r(df, 3), seed_var=_sig(seed_var), query_var=_sig(shared), boot_var=_sig(V))
     if se > 0:
         half = float(st.t.ppf(0.975, df)) * se
         out.update(lo=_r(delta - half), hi=_r(delta + half), p_value=_r(float(2 * st.t.sf(abs(delta) / se, df)), 8))
@@ -129,10 +135,30 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return out
 
 
+def tost_interval(est: dict, alpha: float = 0.05) -> tuple[float, float]:
+    """The (1 - 2 alpha) interval of an estimate from `contrast` (diff, se, df): inside +-margin is equivalence by
+    two one-sided tests at `alpha`."""
+    half = float(st.t.ppf(1 - alpha, est["df"])) * est["se"]
+    return est["diff"] - half, est["diff"] + half
+
+
 def power_t(ncp: float, df: float, alpha: float = 0.05) -> float:
-    """Power of the two-sided t-test at noncentrality `ncp`."""
-    crit = st.t.ppf(1 - alpha / 2, df)
-    return float(st.nct.sf(crit, df, ncp) + st.nct.cdf(-crit, df, ncp))
+    """Power of the two-sided t-test at noncentrality `ncp`: P(|T| > t_crit) for T = (Z + ncp) / sqrt(V / df),
+    V ~ chi2(df). scipy's noncentral t gives it, except where it returns NaN (large noncentrality, few df, e.g.
+    nct.cdf(-4.6, 2, 8)): there it is integrated over V, which agrees with scipy to 1e-11 where both are finite.
+    Finite and monotone in ncp."""
+    crit = float(st.t.ppf(1 - alpha / 2, df))
+    fast = float(st.nct.sf(crit, df, ncp) + st.nct.cdf(-crit, df, ncp))
+    if math.isfinite(fast):
+        return fast
+
+    def given(v: float) -> float:
+        c = crit * math.sqrt(v / df)
+        return (st.norm.sf(c - ncp) + st.norm.cdf(-c - ncp)) * st.chi2.pdf(v, df)
+
+    lo, hi = st.chi2.ppf(1e-12, df), st.chi2.isf(1e-12, df)
+    value, _ = integrate.quad(given, lo, hi, limit=200, points=[df], epsabs=1e-12, epsrel=1e-10)
+    return float(min(1.0, max(0.0, value)))
 
 
 def mdd(seed_var: float, query_var: float, seeds: int, n_queries: int, power: float = 0.8, alpha: float = 0.05) -> float:
@@ -142,9 +168,12 @@ def mdd(seed_var: float, query_var: float, seeds: int, n_queries: int, power: fl
     se = math.sqrt(seed_var / seeds + query_var)
     df = float(seeds - 1 if seeds > 1 else max(n_queries - 1, 1))
     lo, hi = 0.0, 50.0
-    for _ in range(80):  # bisection on the noncentrality
+    for _ in range(40):  # bisection on the noncentrality (50 / 2**40: far below any reported digit)
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if power_t(mid, df, alpha) < power else (lo, mid)
+        pw = power_t(mid, df, alpha)
+        if not math.isfinite(pw):
+            raise ArithmeticError(f"power at noncentrality {mid} on {df} df is not finite")
+        lo, hi = (mid, hi) if pw < power else (lo, mid)
     return hi * se
 
 
