@@ -94,7 +94,7 @@ def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = 
     from she_bench.evaluation.evaluate import evaluate
     from she_bench.methods import get_method
     from she_bench.methods.common import Context
-    from she_bench.methods.sft import warm_start
+    from she_bench.methods.sft import warm_start, warm_start_dir
     from she_bench.models import model_hash
 
     process_state()  # joins the process group when launched data-parallel
@@ -114,6 +114,11 @@ def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = 
         base = _start(cfg, command, bench, run, "base_model", experiments=experiments or [])
         ctx = Context(cfg=cfg, bench=bench, run=run, base_model=base)
         t0 = time.time()
+        if expect_warm_start and cfg.warm_start.epochs and not (warm_start_dir(ctx)[0] / "final").is_dir():
+            from she_bench.config import ConfigError
+
+            raise ConfigError(f"--warm-start-hash {expect_warm_start[:12]}: no warm start of this run's key is at hand "
+                              "here: run the whole cell again on one build")
         init = ctx.warm_start = warm_start(ctx)
         run.update(warm_start=str(init), **build_record(base, init, expect_warm_start), warm_start_seconds=round(time.time() - t0, 1))
         t1 = time.time()

@@ -317,8 +317,9 @@ def test_evidence_made_under_another_analysis_is_refused(tmp_path):
 def test_lines_without_a_build_get_one_inferred_from_label_agreement():
     from she_bench.report import evidence
 
-    def line(rel, preds, seed=0):
-        return evidence.Evidence(rel, {"benchmark": "t", "model": "toy-1m", "seed": seed, "warm_start": {}}, ["A", "B"],
+    def line(rel, preds, seed=0, method="grpo"):
+        return evidence.Evidence(rel, {"benchmark": "t", "model": "toy-1m", "seed": seed, "warm_start": {},
+                                       "method": method}, ["A", "B"],
                                  [], [{"id": str(i), "query_id": str(i // 4), "gold": "A", "pred": p}
                                       for i, p in enumerate(preds)], None, [])
 
@@ -334,13 +335,15 @@ def test_lines_without_a_build_get_one_inferred_from_label_agreement():
 
     ev = {"x/ws": line("x/ws", one), "x/grpo": line("x/grpo", moved(one, 0.03)), "x/srpo": line("x/srpo", moved(one, 0.04)),
           "x/she": line("x/she", moved(two, 0.02)), "x/she2": line("x/she2", moved(two, 0.03)),
-          "x/sft": line("x/sft", moved(one, 0.3)), "x/other-seed": line("x/other-seed", one, seed=1)}
+          "x/sft": line("x/sft", moved(one, 0.3), method="sft"), "x/lone-ws": line("x/lone-ws", moved(two, 0.3), method="none"),
+          "x/other-seed": line("x/other-seed", one, seed=1, method="sft")}
     evidence.infer_builds(ev)
     ids = {rel: e.build["id"] for rel, e in ev.items()}
     assert all(e.build["inferred"] for e in ev.values())
     assert ids["x/ws"] == ids["x/grpo"] == ids["x/srpo"] != ids["x/she"] == ids["x/she2"]
     assert ids["x/sft"].startswith("undetermined-") and ids["x/ws"].startswith("inferred-")
     assert ids["x/other-seed"].startswith("undetermined-")  # another seed is another cell
+    assert ids["x/lone-ws"].startswith("inferred-") and ids["x/lone-ws"] not in (ids["x/ws"], ids["x/she"])  # a build of its own
 
 
 def test_a_folder_of_another_build_is_reported_not_merged_unless_its_whole_cell_ran_again(tmp_path, capsys):

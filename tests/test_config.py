@@ -230,3 +230,18 @@ def test_tensorboard_without_the_package_is_refused(monkeypatch):
                                           r"package installed \(pip install -c constraints.txt -e '\.\[tensorboard\]'\)"):
         make_config("srpo", parse_overrides(["train.report_to=tensorboard"]))
     assert make_config("srpo").train.report_to == "none"
+
+
+def test_rl_seed_at_its_default_leaves_run_hashes_as_they_were():
+    # the hashes of runs made before rl.seed existed (their folders and evidence lines are keyed by them)
+    base = {"benchmark": "toyshop", "model": "toy-1m", "seed": 0}
+    assert make_config("srpo", base).hash() == "7fce1a341b"
+    assert make_config("grpo", base).hash() == "97b78dcf59"
+    assert make_config("srpo", {**base, "rl": {"seed": None}}).hash() == "7fce1a341b"
+    moved = make_config("srpo", {**base, "rl": {"seed": 3}})
+    assert moved.hash() != "7fce1a341b" and moved.rl_seed == 3 and make_config("srpo", base).rl_seed == 0
+
+
+def test_rl_seed_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match="rl.seed"):
+        make_config("srpo", {"rl": {"seed": -1}})

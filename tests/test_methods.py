@@ -73,6 +73,42 @@ def test_method_runs_end_to_end(tmp_path, method):
     assert json.loads((path / "manifest.json").read_text())["attempts"] == 1
 
 
+@pytest.mark.slow
+def test_one_key_built_twice_is_one_build_and_rl_seed_shares_it(tmp_path, monkeypatch):
+    """The same warm-start key built twice from scratch (two empty caches, same settings) gives the same weights,
+    recorded as the run's build with the arithmetic behind it; an RL run with another rl.seed starts from that
+    build."""
+    builds = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("SHE_BENCH_CACHE", str(tmp_path / f"cache-{name}"))
+        assert main(["run", "--method", "warm-start", "--benchmark", CARD, "--output-dir", str(tmp_path / name),
+                     *TINY, "eval.limit=4"]) == 0
+        builds.append(json.loads((run_dir(tmp_path / name, "warm-start") / "manifest.json").read_text())["build"])
+    assert builds[0]["warm_start_hash"] == builds[1]["warm_start_hash"] and builds[0]["id"] == builds[0]["warm_start_hash"][:12]
+    env = builds[0]["env"]
+    assert env["threads"] == torch.get_num_threads() and env["isa"] and env["dtype"] == "float32" and env["processes"] == 1
+    for rl_seed in ("0", "5"):
+        assert main(["run", "--method", "grpo", "--benchmark", CARD, "--output-dir", str(tmp_path / f"rl{rl_seed}"),
+                     *TINY, "eval.limit=4", f"rl.seed={rl_seed}"]) == 0
+    a, b = (json.loads((run_dir(tmp_path / f"rl{x}", "grpo") / "manifest.json").read_text()) for x in ("0", "5"))
+    assert a["build"]["warm_start_hash"] == b["build"]["warm_start_hash"] == builds[1]["warm_start_hash"]
+    assert a["config_hash"] != b["config_hash"]
+    # a run asked to start from another build refuses before it trains
+    assert main(["run", "--method", "srpo", "--benchmark", CARD, "--output-dir", str(tmp_path / "pin"), *TINY,
+                 "--warm-start-hash", "0" * 64]) == 2
+
+
+@pytest.mark.slow
+def test_a_curriculum_stage_left_without_prompts_is_one_error_line(tmp_path, capsys):
+    # one scored prompt for a head stage and a tail stage: one of them is empty whatever the filter keeps
+    assert main(["run", "--method", "she", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY,
+                 "filter.max_prompts=1", "filter.rollouts=2"]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("she-bench: error")]  # (the rest: progress bars)
+    assert len(lines) == 1 and lines[0].startswith("she-bench: error: curriculum stage '") and "Traceback" not in err
+    assert "selects no prompt" in lines[0] and "filter.max_prompts" in lines[0]
+
+
 @pytest.mark.parametrize("method", ["majority", "lexical"])
 def test_classic_baseline_runs_end_to_end(tmp_path, method):
     assert main(["run", "--method", method, "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY]) == 0

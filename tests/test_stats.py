@@ -1,4 +1,6 @@
 """The report's statistics: the crossed seed x query estimator's coverage, Holm, the power figure."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,25 @@ def test_minimum_detectable_difference_has_80_percent_power_in_simulation():
     assert mdd(seed_var, query_var, 10, queries) < effect
     assert seeds_to_detect(effect, seed_var, query_var, queries) <= seeds
     assert seeds_to_detect(1e-4, seed_var, query_var, queries) is None
+
+
+def test_the_paired_test_keeps_its_size_in_a_simulated_aa():
+    """benchmarks/stats/aa_size.py on synthetic warm starts: two RL rows per seed moved off one warm start by one
+    process; the claims' paired test rejects about 5% of the time."""
+    import importlib.util
+
+    from she_bench.report.evidence import Evidence
+
+    spec = importlib.util.spec_from_file_location("aa_size", Path(__file__).parents[1] / "benchmarks/stats/aa_size.py")
+    aa = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(aa)
+    rng = np.random.default_rng(1)
+    bases = []
+    for seed in range(3):
+        skill = np.clip(rng.normal(0.8, 0.15, 150), 0, 1)  # per-query difficulty: a shared query part
+        preds = [{"id": f"{q}-{i}", "query_id": str(q), "gold": "A", "pred": "A" if rng.random() < skill[q] else "B"}
+                 for q in range(150) for i in range(4)]
+        bases.append(Evidence(f"ws{seed}", {"seed": seed}, ["A", "B"], [], preds, None, []))
+    r = aa.size(bases, [(0.03, 0.6), (0.02, 0.5), (0.04, 0.7)], reps=120, boot=200)
+    assert r["reps"] == 120 and r["lo"] <= r["size"] <= r["hi"]
+    assert r["size"] <= 0.12, r  # a 5% test: at most 14 of 120 by chance (binomial tail < 0.5%)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from she_bench.config import StageConfig
+from she_bench.config import ConfigError, StageConfig
 from she_bench.methods import METHODS, get_method
 from she_bench.methods.common import Context
 from she_bench.methods.filtering import filter_prompts
@@ -36,7 +36,11 @@ def train(ctx: Context, init: Path) -> Path:
     for i, stage in enumerate(stages):
         chosen = stage_examples(stage, examples, pass_rates)
         if not chosen:
-            raise RuntimeError(f"curriculum stage '{stage.name}' selects no prompt (slices={stage.slices}, pass_band={stage.pass_band})")
+            kept = f"the filter kept {len(examples)} of {cfg.filter.max_prompts} scored prompts" if cfg.filter.enabled \
+                else f"{len(examples)} train prompts"
+            raise ConfigError(f"curriculum stage '{stage.name}' selects no prompt ({kept}; the stage keeps slices "
+                              f"{stage.slices or 'all'}, pass band {stage.pass_band or 'any'}): raise filter.max_prompts, "
+                              "widen filter.pass_band or the stage's pass_band, or drop the stage")
         steps = max(1, round(stage.share * cfg.train.max_steps))
         stage_cfg = dataclasses.replace(cfg, method=stage.method, train=dataclasses.replace(cfg.train, max_steps=steps))
         stage_ctx = dataclasses.replace(ctx, cfg=stage_cfg, stage=f"{i + 1}:{stage.name}", examples=chosen,

@@ -16,7 +16,8 @@ Two runs are paired only on one build. Lines written before builds were recorded
 each cell (runs of one warm-start identity, config.warm_start_identity), rows whose greedy test labels agree on at
 least INFER_AGREEMENT of the pairs are linked (single linkage) into one build. Runs of one build agree on 0.95-1.00
 of labels (RL moves about 2-6% of them), runs of two builds of one key on 0.79-0.91, so the threshold sits in the
-gap; a row that trains far from its warm start (SFT, DPO) links to none and its build is *undetermined*.
+gap. A warm-start or RL row (NEAR_METHODS) that links to none is a build of its own; a row that trains far from its
+warm start (SFT, DPO) and links to none has an *undetermined* build (its pairs are used and counted as unverified).
 
 `she-bench claims` reads every run through its evidence, so a report made from run folders and one made from the
 evidence file alone are the same bytes: the report can be regenerated, and re-analysed, on a clean clone, on another
@@ -47,6 +48,8 @@ REQUIRED = ("rel", "config", "labels", "good_labels", "predictions", "sampled", 
 OPTIONAL = ("build", "experiments")
 """Fields of lines written since builds are recorded (older lines get an inferred build when read)."""
 INFER_AGREEMENT = 0.92
+NEAR_METHODS = ("none", "grpo", "srpo", "she")
+"""Methods whose greedy labels stay within a few percent of their warm start's (the warm start itself, RL)."""
 
 
 @dataclass
@@ -145,7 +148,8 @@ def infer_builds(evidence: dict[str, Evidence]) -> None:
             clusters.setdefault(root(i), []).append(row)
         for members in clusters.values():
             tag = hashlib.sha256("\n".join(sorted(m.rel for m in members)).encode()).hexdigest()[:8]
-            bid = f"inferred-{tag}" if len(members) > 1 else f"undetermined-{tag}"
+            near = len(members) > 1 or members[0].config.get("method") in NEAR_METHODS
+            bid = f"inferred-{tag}" if near else f"undetermined-{tag}"
             for m in members:
                 m.build = {"id": bid, "warm_start_hash": None, "base_model_hash": None, "env": None, "inferred": True,
                            "rows": len(members)}
