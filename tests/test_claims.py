@@ -557,3 +557,19 @@ def test_the_data_card_counts_the_knobs():
     text = format_card(describe(bench))
     assert "released rationales corrupted" in text and "the verifier knows the steps of" in text
     assert "teacher_noise" not in describe(load_benchmark(CARD))["splits"]["train"]  # absent at the default
+
+
+def test_the_readme_quotes_only_figures_of_the_generated_claims_pages():
+    """Every estimate with an interval that the README's claim section quotes is printed on a generated page
+    (reports/claims/*.md, reports/aa-size.md), so the README cannot drift from the reports."""
+    import re
+
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Claim experiments"):readme.index("## Scale out")]
+    pages = "".join(p.read_text() for p in sorted((root / "reports" / "claims").glob("*.md")))
+    pages += (root / "reports" / "aa-size.md").read_text()
+    number = r"[+-]?\d+\.\d+"
+    quoted = re.findall(rf"{number} \[{number}, {number}\]", section)
+    assert len(quoted) >= 5
+    assert [q for q in quoted if q not in pages] == []

@@ -80,7 +80,7 @@ def _seeds(t: dict, declared: list) -> str:
 
 def _control_outcome(name: str, t: dict) -> str:
     if t.get("status") != "ok":
-        return "no runs"
+        return "no same-build pair" if t.get("cross_build_seeds") else "no runs"
     if not t.get("complete"):
         return "incomplete"
     if name == "positive":
