@@ -104,6 +104,10 @@ class EvalConfig:
     samples_subset: int | None = accepts(at_least(1), None)
     """Draw the `eval.samples` outputs on a fixed query-stratified subset of at least this many (>= 1) of the evaluated
     pairs (the greedy metrics keep every pair); metrics.json "sampled" records its size. None: every evaluated pair."""
+    decisions: bool = True
+    """Read the greedy outputs once more, teacher-forced (evaluation/decisions.py): the entropy at each decision token
+    (verdicts, label), of the top 20% highest-entropy tokens, and against the warm start the KL and the share of
+    labels changed (`metrics.json` "decisions")."""
 
 
 @dataclass
@@ -297,7 +301,12 @@ class FilterConfig:
     """Rollouts per prompt (>= 1) to estimate its pass rate and its distinct reasoning paths (with fewer than 8 a
     pass band of [0.01, 0.9] cannot tell a 1-in-8 prompt from an always-wrong one)."""
     max_prompts: int = accepts(at_least(1), 600)
-    """Prompts scored (>= 1, a seeded sample of the train split) before filtering."""
+    """Prompts scored (>= 1, a seeded sample of the train split) before filtering, with `scoring` fixed."""
+    scoring: str = accepts(one_of("fixed", "budget"), "fixed")
+    """How many prompts the filter scores: fixed (`max_prompts`), or budget: as many as it takes to keep the RL
+    budget's distinct prompts (train.max_steps x train.prompts_per_step, what GRPO sees), min(pool, budget / keep
+    rate), scored in rounds whose size follows the keep rate measured so far. Its rollouts count in the run's budget
+    (tokens generated) either way."""
     pass_band: list[float] = accepts(BAND, default_factory=lambda: [0.01, 0.9])
     """Keep prompts whose pass rate lies in [low, high] (0 <= low <= high <= 1): drops the always-right and
     always-wrong ones."""
@@ -373,7 +382,8 @@ class Config:
         # options added after runs existed leave a run's identity unchanged at their defaults
         if d["prompt"] == dataclasses.asdict(PromptConfig()):
             d.pop("prompt")
-        for section, key, default in (("eval", "subset", None), ("eval", "conditioning", True),
+        for section, key, default in (("eval", "subset", None), ("eval", "conditioning", True), ("eval", "decisions", True),
+                                      ("filter", "scoring", "fixed"),
                                       ("eval", "samples_subset", None), ("reward", "grm_min_auroc", 0.7),
                                       ("reward", "shuffle_step_rewards", False), ("train", "rft_samples", 4),
                                       ("train", "sft_targets", "card")):

@@ -128,7 +128,7 @@ def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = 
         train_seconds = round(time.time() - t1, 1)
         run.update(final_model=str(final), final_model_hash=model_hash(final), train_seconds=train_seconds)
         t2 = time.time()
-        metrics = evaluate(run, bench, final)
+        metrics = evaluate(run, bench, final, reference=None if Path(final) == Path(init) else Path(init))
         log = read_jsonl(run.path / "train_log.jsonl")
         metrics["training_entropy"] = training_entropy(log)
         grm = grm_quality(ctx, init)

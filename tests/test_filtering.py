@@ -61,3 +61,28 @@ def test_stage_selection_by_slice_and_pass_rate():
     rates = {"e0": 0.9, "e1": 0.2, "e2": 0.8}
     assert [e.id for e in stage_examples(StageConfig(slices=["tail"]), examples, rates)] == ["e1", "e2"]
     assert [e.id for e in stage_examples(StageConfig(slices=["tail"], pass_band=[0.0, 0.5]), examples, rates)] == ["e1"]
+
+
+def test_budget_scoring_scores_what_the_budget_needs_at_the_keep_rate(monkeypatch):
+    """filter.scoring=budget: a quarter of prompts in band, so keeping an RL budget of B distinct prompts takes about
+    4B scored; the count scales with the budget and stops at the pool. fixed: max_prompts, whatever the budget."""
+    from she_bench.methods import filtering
+
+    pool = [ex(i, "Exact") for i in range(2000)]
+    monkeypatch.setattr(filtering, "score", lambda ctx, init, examples: [
+        {"id": e.id, "pass_rate": 0.5 if int(e.id[1:]) % 4 == 0 else 1.0, "paths": 1} for e in examples])
+
+    def scored(scoring, steps, per_step=8, examples=pool):
+        cfg = make_config(None, {"filter": {"enabled": True, "scoring": scoring, "max_prompts": 600},
+                                 "train": {"max_steps": steps, "prompts_per_step": per_step}})
+        rows, how = filtering.estimate(SimpleNamespace(cfg=cfg, train_examples=examples), None)
+        return len(rows), filtering.in_band(rows, cfg.filter.pass_band), how
+
+    n50, kept50, how = scored("budget", 50)
+    assert kept50 >= 400 and 1500 <= n50 <= 1700 and how["target"] == 400 and how["rounds"] >= 2
+    n10, kept10, _ = scored("budget", 10)
+    assert kept10 >= 80 and 300 <= n10 <= 360  # a fifth of the budget, a fifth of the scoring
+    n_all, _, how = scored("budget", 100)
+    assert n_all == 2000 and how["pool"] == 2000  # the pool ends first: every prompt scored once
+    assert scored("fixed", 50)[0] == scored("fixed", 10)[0] == 600
+    assert make_config("she").hash() == make_config("she", {"filter": {"scoring": "fixed"}}).hash()  # the old default

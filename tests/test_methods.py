@@ -38,6 +38,14 @@ def test_method_runs_end_to_end(tmp_path, method):
     assert metrics["overall"]["n"] == 16
     budget = metrics["budget"]
     assert manifest["budget"] == budget and budget["total_seconds"] > 0
+    dec = metrics["decisions"]  # where the policy decides, and (after training) how far it moved from the warm start
+    preds = [json.loads(line) for line in (path / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 16 and all("decision_entropy" in r and "top_entropy" in r for r in preds)
+    assert set(dec["entropy"]) == {"category_matching", "attribute_matching", "relevance_judgment", "label"}
+    if method == "warm-start":
+        assert dec["labels_changed"] is None and dec["kl_to_reference"] is None
+    else:
+        assert 0 <= dec["labels_changed"] <= 1 and dec["kl_to_reference"] >= 0
     if method == "warm-start":
         assert manifest["final_model_hash"] == manifest["warm_start_hash"]
         assert budget["optimizer_steps"] == 0 and budget["tokens_trained"] == 0

@@ -58,8 +58,11 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
                          "label_right": sum(s["pred"] == ex.label for _, s in group),
                          "chain_right": sum(chain_right(ex, s) for _, s in group)})
         write_jsonl(out, rows)
-        chain = [r["chain_right"] > 0 for r in rows]
-        result["chain_pass_at_k"] = round(sum(chain) / len(chain), 6) if chain else None
+        # pass@1 (one sample) against pass@k (any of k): RL that only narrows the policy raises the first, not the second
+        for kind in ("label", "chain"):
+            n = len(rows)
+            result[f"{kind}_pass_at_1"] = round(sum(r[f"{kind}_right"] / k for r in rows) / n, 6) if n else None
+            result[f"{kind}_pass_at_k"] = round(sum(r[f"{kind}_right"] > 0 for r in rows) / n, 6) if n else None
     return result
 
 
@@ -138,7 +141,36 @@ def conditioning(engine, model_path: Path, benchmark: Benchmark, examples: list,
         tokenizer.padding_side = "left"
 
 
-def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, progress: bool = True) -> dict:
+def decisions(engine, model_path: Path, records: list[dict], examples: list, benchmark: Benchmark, cfg, run: Run,
+              reference: Path | None) -> dict:
+    """The decision-token figures of every greedy output (evaluation/decisions.py), written into its predictions
+    line (the file rewritten whole, atomically), and their means; against `reference` (the warm start) the KL and
+    the share of labels changed."""
+    from she_bench.evaluation import decisions as dec
+    from she_bench.models import cache_dir, load_model, load_tokenizer
+
+    model = getattr(engine, "model", None) or load_model(model_path).eval()
+    tokenizer = getattr(engine, "tokenizer", None) or load_tokenizer(model_path)
+    ref = load_model(reference).to(next(model.parameters()).device).eval() if reference is not None else None
+    prompts = prompts_for(examples, benchmark, cfg, tokenizer)
+    todo = [i for i, r in enumerate(records) if "decision_entropy" not in r or (ref is not None and r.get("kl_ref") is None)]
+    if todo:
+        reads = dec.read_outputs(model, tokenizer, [prompts[i] for i in todo], [records[i].get("text") or "" for i in todo],
+                                 ref, cfg.eval.batch_size)
+        for i, read in zip(todo, reads):
+            records[i].update(dec.output_figures(records[i].get("text") or "", read))
+        write_jsonl(run.path / "predictions.jsonl", records)
+    changed = None
+    if reference is not None:
+        changed = dec.labels_changed(records, dec.reference_labels(reference, examples, prompts, benchmark.labels, cfg,
+                                                                   cache_dir()))
+    return dec.summarise(records, changed)
+
+
+def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, progress: bool = True,
+             reference: Path | None = None) -> dict:
+    """Greedy outputs of `model_path` on the evaluated split, scored; `reference` (the warm start a method trained
+    from) is what the decision figures measure movement against."""
     cfg = run.cfg
     examples = eval_examples(benchmark, cfg)
     pred_path = run.path / "predictions.jsonl"
@@ -165,6 +197,9 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
     metrics = split_metrics([by_id[ex.id] for ex in examples], benchmark, cfg)
     if cfg.eval.conditioning and cfg.prompt.style == "steps":
         metrics["conditioning"] = conditioning(engine, model_path, benchmark, examples, cfg)
+    if cfg.eval.decisions and cfg.prompt.style == "steps":
+        ordered = [by_id[ex.id] for ex in examples]
+        metrics["decisions"] = decisions(engine, model_path, ordered, examples, benchmark, cfg, run, reference)
     if cfg.eval.samples > 0:
         engine = engine or build_engine(cfg.engine, model_path)
         metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress, out=run.path / "sampled.jsonl")

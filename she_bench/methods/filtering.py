@@ -14,6 +14,7 @@ filter_report.json and filter_decisions.jsonl.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -33,14 +34,38 @@ def stratum_of(ex, key: str) -> str:
     raise ValueError(f"unknown filter stratum '{key}' (label, category or query_type)")
 
 
-def estimate(ctx: Context, init: Path) -> list[dict]:
-    """Per scored prompt: id, pass rate and distinct step-verdict patterns (rollouts from the shared cache)."""
-    f = ctx.cfg.filter
-    examples = seeded_sample(ctx, f.max_prompts)
-    samples_per_prompt = sample_rollouts(ctx, init, examples, f.rollouts, "filter rollouts")
+def score(ctx: Context, init: Path, examples: list) -> list[dict]:
+    """Per prompt: id, pass rate and distinct step-verdict patterns (rollouts from the shared cache)."""
+    samples_per_prompt = sample_rollouts(ctx, init, examples, ctx.cfg.filter.rollouts, "filter rollouts")
     return [{"id": ex.id, "pass_rate": sum(s["pred"] == ex.label for s in samples) / len(samples),
              "paths": len({tuple(s["step_verdicts"].values()) for s in samples})}
             for ex, samples in zip(examples, samples_per_prompt)]
+
+
+def in_band(rows: list[dict], band: list[float]) -> int:
+    return sum(band[0] <= r["pass_rate"] <= band[1] for r in rows)
+
+
+def estimate(ctx: Context, init: Path) -> tuple[list[dict], dict]:
+    """The scored prompts (a seeded order of the train split, scored from its start) and how many were scored: with
+    `filter.scoring` budget, rounds continue until the pass band keeps the RL budget's distinct prompts or the pool
+    ends, each round sized by the keep rate so far."""
+    f, cfg = ctx.cfg.filter, ctx.cfg
+    if f.scoring == "fixed":
+        rows = score(ctx, init, seeded_sample(ctx, f.max_prompts))
+        return rows, {"scoring": "fixed", "rounds": 1}
+    target = cfg.train.max_steps * cfg.train.prompts_per_step
+    pool = seeded_sample(ctx, len(ctx.train_examples))
+    rows, rounds, n = [], 0, min(len(pool), target)
+    while n > len(rows):
+        rows += score(ctx, init, pool[len(rows):n])
+        rounds += 1
+        kept = in_band(rows, f.pass_band)
+        if kept >= target or n >= len(pool):
+            break
+        rate = max(kept / len(rows), 1.0 / len(rows))  # none kept yet: as if one had been
+        n = min(len(pool), len(rows) + math.ceil((target - kept) / rate))
+    return rows, {"scoring": "budget", "rounds": rounds, "target": target, "pool": len(pool)}
 
 
 def select(ctx: Context, rows: list[dict]) -> tuple[list[str], list[dict]]:
@@ -112,10 +137,10 @@ def report(decisions: list[dict], cap: float | None = None) -> dict:
 def filter_prompts(ctx: Context, init: Path) -> tuple[list, dict[str, float]]:
     """The kept train examples and every scored prompt's pass rate; writes the filter's report."""
     with process_state().main_process_first():  # rank 0 samples and caches the rollouts; the others read them
-        rows = estimate(ctx, init)
+        rows, how = estimate(ctx, init)
     kept, decisions = select(ctx, rows)
     if is_main_process():
-        write_json(ctx.run.path / "filter_report.json", report(decisions, ctx.cfg.filter.stratum_cap))
+        write_json(ctx.run.path / "filter_report.json", {**report(decisions, ctx.cfg.filter.stratum_cap), **how})
         (ctx.run.path / "filter_decisions.jsonl").write_text("".join(json.dumps(d) + "\n" for d in decisions))
     keep = set(kept)
     return [ex for ex in ctx.train_examples if ex.id in keep], {r["id"]: r["pass_rate"] for r in rows}

@@ -36,10 +36,11 @@ def train(ctx: Context, init: Path) -> Path:
     for i, stage in enumerate(stages):
         chosen = stage_examples(stage, examples, pass_rates)
         if not chosen:
-            kept = f"the filter kept {len(examples)} of {cfg.filter.max_prompts} scored prompts" if cfg.filter.enabled \
+            kept = f"the filter kept {len(examples)} of the prompts it scored" if cfg.filter.enabled \
                 else f"{len(examples)} train prompts"
             raise ConfigError(f"curriculum stage '{stage.name}' selects no prompt ({kept}; the stage keeps slices "
-                              f"{stage.slices or 'all'}, pass band {stage.pass_band or 'any'}): raise filter.max_prompts, "
+                              f"{stage.slices or 'all'}, pass band {stage.pass_band or 'any'}): raise filter.max_prompts (or set "
+                              "filter.scoring=budget), "
                               "widen filter.pass_band or the stage's pass_band, or drop the stage")
         steps = max(1, round(stage.share * cfg.train.max_steps))
         stage_cfg = dataclasses.replace(cfg, method=stage.method, train=dataclasses.replace(cfg.train, max_steps=steps))

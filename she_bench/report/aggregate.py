@@ -212,6 +212,10 @@ def entropy_rows(groups: dict, keys: list) -> list[dict]:
             **{k: stat([t.get(k) if t else None for t in te]) for k in ("initial", "final", "ratio")},
             "collapsed": sum(bool(t.get("collapsed")) for t in have) if have else None,
             "n_with_training_entropy": len(have),
+            **{f"decision_{k}": stat([((r.metrics.get("decisions") or {}).get("entropy") or {}).get(k) for r in runs])
+               for k in ("attribute_matching", "label")},
+            **{k: stat([(r.metrics.get("decisions") or {}).get(k) for r in runs])
+               for k in ("top_entropy", "kl_to_reference", "labels_changed")},
         })
     return rows
 

@@ -113,6 +113,14 @@ def entropy(run, subset: str = "overall"):
                      if p.get("entropy") is not None)
 
 
+@ENDPOINTS.register("label_entropy")
+def label_entropy(run, subset: str = "overall"):
+    """Mean policy entropy at the final label's first token of the greedy test outputs (each output that writes a
+    label weighs one; evaluation/decisions.py): where a collapse of the decision shows."""
+    return _by_query((p["query_id"], float(p["decision_entropy"]["label"]), 1.0) for p in _records(run, subset)
+                     if (p.get("decision_entropy") or {}).get("label") is not None)
+
+
 def _aligned(per_run: list[dict[str, tuple[float, float]]]) -> list[np.ndarray]:
     """(Q, 2) count arrays over the queries any run counts, in one order; (0, 0) where a run counts nothing for a
     query (a ratio's denominator may be empty there, e.g. no label-right output), which adds nothing to its sums."""

@@ -3,7 +3,8 @@
 The runs behind a claims report take hours of compute, and their folders (checkpoints, logs) stay on the machine that
 made them. The evidence file keeps, per run, only what the claim endpoints read:
 
-* each greedy test prediction's id, query, slices, gold label, predicted label, step verdicts and entropy (rounded
+* each greedy test prediction's id, query, slices, gold label, predicted label, step verdicts, entropy, and where
+  the run measured them its decision-token entropies, top-20% entropy and KL to the warm start (entropies rounded
   to ENTROPY_DIGITS decimals);
 * the sampled evaluation's rows (whole-chain counts per pair), where the run made one;
 * the curriculum stages its training log records;
@@ -42,7 +43,8 @@ from she_bench.data.schema import DataError
 
 FILENAME = "evidence.jsonl.xz"
 ENTROPY_DIGITS = 4
-PREDICTION_FIELDS = ("id", "query_id", "slices", "gold", "pred", "format_valid", "step_verdicts", "entropy")
+PREDICTION_FIELDS = ("id", "query_id", "slices", "gold", "pred", "format_valid", "step_verdicts", "entropy",
+                     "decision_entropy", "top_entropy", "kl_ref")
 SAMPLED_FIELDS = ("id", "query_id", "slices", "chain_right")
 REQUIRED = ("rel", "config", "labels", "good_labels", "predictions", "sampled", "stages")
 OPTIONAL = ("build", "experiments")
@@ -82,8 +84,12 @@ class Evidence:
 
 def _slim(row: dict, fields: tuple) -> dict:
     out = {k: row[k] for k in fields if k in row}
-    if isinstance(out.get("entropy"), float):
-        out["entropy"] = round(out["entropy"], ENTROPY_DIGITS)
+    for key in ("entropy", "top_entropy", "kl_ref"):
+        if isinstance(out.get(key), float):
+            out[key] = round(out[key], ENTROPY_DIGITS)
+    if isinstance(out.get("decision_entropy"), dict):
+        out["decision_entropy"] = {k: round(v, ENTROPY_DIGITS) if isinstance(v, float) else v
+                                   for k, v in out["decision_entropy"].items()}
     return out
 
 

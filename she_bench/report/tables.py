@@ -447,16 +447,23 @@ def verdicts_table(rows: list[dict]) -> Table:
 
 def entropy_table(rows: list[dict]) -> Table:
     cols = [_BENCH, _VARIANT, ("n_seeds", "n seeds"), ("eval_mean_entropy", "Eval entropy"),
-            ("train_initial", "Train initial"), ("train_final", "Train final"), ("train_ratio", "Final / initial"),
-            ("collapsed", "Collapsed")]
-    table = Table("entropy", "Policy entropy", (
-        "Eval entropy: mean token entropy on the eval prompts. Training entropy of the method's own stages (shared "
-        "warm start and GRM excluded): mean of the first and of the last 5 logged steps, their ratio; collapsed: "
-        f"seeds whose ratio fell below {COLLAPSE_RATIO} (of the seeds with a training entropy). Mean ± std over "
-        "seeds."), cols)
+            ("decision_attribute_matching", "AM verdict entropy"), ("decision_label", "Label entropy"),
+            ("top_entropy", "Top-20% entropy"), ("kl_to_reference", "KL to warm start"),
+            ("labels_changed", "Labels changed"), ("train_initial", "Train initial"), ("train_final", "Train final"),
+            ("train_ratio", "Final / initial"), ("collapsed", "Collapsed")]
+    table = Table("entropy", "Policy entropy and movement", (
+        "Eval entropy: mean token entropy of the greedy test outputs, dominated by copied tokens; AM verdict and label "
+        "entropy: at the first token of each attribute-matching verdict and of the final label; top-20%: mean over each "
+        "output's highest-entropy fifth of tokens (nats, teacher-forced, evaluation/decisions.py); KL to warm start: "
+        "per token on the test outputs; labels changed: share of test labels that differ from the warm start's greedy "
+        "ones. Training entropy of the method's own stages (shared warm start and GRM excluded): mean of the first and "
+        "of the last 5 logged steps, their ratio; collapsed: seeds whose ratio fell below "
+        f"{COLLAPSE_RATIO} (of the seeds with a training entropy). Mean ± std over seeds."), cols)
     for r in rows:
         collapsed = NA if r["collapsed"] is None else f"{r['collapsed']}/{r['n_with_training_entropy']}"
         table.rows.append([r["benchmark"], r["variant"], str(r["n_seeds"]), Stat(r["eval_mean_entropy"], ci=False),
+                           *[Stat(r[k], ci=False) for k in ("decision_attribute_matching", "decision_label",
+                                                            "top_entropy", "kl_to_reference", "labels_changed")],
                            Stat(r["initial"], ci=False), Stat(r["final"], ci=False), Stat(r["ratio"], ci=False),
                            collapsed])
     return table
