@@ -16,7 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", help="benchmark card name or path (default toyshop)")
     p.add_argument("--data-dir", help="data folder, overriding the card's")
-    p.add_argument("--model", help="toy-1m, toy-5m, toy-20m, smollm2-135m or a local model folder")
+    p.add_argument("--model", help="toy-1m, toy-5m, toy-20m, toy-1m-catalogue, smollm2-135m or a local model folder")
     p.add_argument("--seed", type=int)
     p.add_argument("--engine", choices=["transformers", "vllm"])
     p.add_argument("--output-dir", help="where run directories go (default runs/)")

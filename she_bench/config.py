@@ -350,7 +350,7 @@ class Config:
     data_dir: str | None = None
     """Overrides the card's data folder."""
     model: str = "toy-1m"
-    """toy-1m, toy-5m, toy-20m, smollm2-135m, or a local model folder."""
+    """toy-1m, toy-5m, toy-20m, toy-1m-catalogue (a pretrained toy base), smollm2-135m, or a local model folder."""
     seed: int = accepts(at_least(0), 0)
     """Seeds every random draw of the run (>= 0)."""
     engine: str = accepts(one_of("transformers", "vllm"), "transformers")

@@ -51,6 +51,12 @@ TOY_MODELS = {
     "toy-20m": ToySpec(hidden=448, layers=6, heads=7, vocab=2048),
 }
 SMOLLM2 = "smollm2-135m"
+BASES_DIR = Path(__file__).resolve().parent / "bases"
+BASES = {
+    "toy-1m-catalogue": "43eed62d20ddf2ecefc9e4bef91a1e6e9e0d858d0891dc034b0ce73f2cd90ab5",
+}
+"""Pretrained toy bases shipped with the package (she_bench/bases/<name>/, built by she_bench/pretrain.py), each
+pinned by its model_hash: the same base for every seed and machine."""
 
 
 def cache_dir() -> Path:
@@ -213,11 +219,25 @@ def resolve_model(name: str, corpus: list[str] | None = None, seed: int = 0) -> 
         return toy_model_dir(name, corpus, seed)
     if name == SMOLLM2:
         return smollm2_dir()
+    if name in BASES:
+        return base_dir(name)
     path = Path(name).expanduser()
     if not (path / "config.json").exists():
-        known = ", ".join([*TOY_MODELS, SMOLLM2])
+        known = ", ".join([*TOY_MODELS, *BASES, SMOLLM2])
         raise FileNotFoundError(f"model '{name}' is neither a known model ({known}) nor a local model folder with config.json")
     return path
+
+
+def base_dir(name: str) -> Path:
+    """A shipped base's folder, refused unless its files have the pinned hash."""
+    folder = BASES_DIR / name
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"base '{name}': {folder} is missing (rebuild it: python -m she_bench.pretrain {name})")
+    got = model_hash(folder)
+    if got != BASES[name]:
+        raise FileNotFoundError(f"base '{name}': {folder} has hash {got[:12]}, not the pinned {BASES[name][:12]}: a "
+                                "rebuild is a different base; pin its hash in she_bench/models.py BASES to ship it")
+    return folder
 
 
 def load_tokenizer(path: Path):
@@ -233,10 +253,11 @@ def load_model(path: Path, dtype: torch.dtype = torch.float32):
 
 
 def model_hash(path: Path) -> str:
-    """sha256 over a model folder's weight and tokenizer files, chat template included (recorded in run manifests)."""
+    """sha256 over a model folder's weight and tokenizer files, chat template included (recorded in run manifests);
+    a base's build record (build.json: how it was made, when, on what) is not part of the model."""
     h = hashlib.sha256()
     for f in sorted(Path(path).iterdir()):
-        if f.is_file() and f.suffix in (".safetensors", ".json", ".txt", ".model", ".jinja"):
+        if f.is_file() and f.suffix in (".safetensors", ".json", ".txt", ".model", ".jinja") and f.name != "build.json":
             h.update(f.name.encode())
             with open(f, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -107,6 +107,18 @@ def test_one_key_built_twice_is_one_build_and_rl_seed_shares_it(tmp_path, monkey
 
 
 @pytest.mark.slow
+def test_the_warm_start_can_start_from_the_shipped_base(tmp_path):
+    from she_bench.models import BASES, model_hash, resolve_model
+
+    assert main(["run", "--method", "warm-start", "--benchmark", CARD, "--model", "toy-1m-catalogue", "--output-dir",
+                 str(tmp_path), *TINY, "eval.limit=4"]) == 0
+    (path,) = (tmp_path / "toyshop-tiny").glob("warm-start-toy-1m-catalogue-*")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["base_model_hash"] == BASES["toy-1m-catalogue"] == model_hash(resolve_model("toy-1m-catalogue"))
+    assert manifest["build"]["base_model_hash"] == BASES["toy-1m-catalogue"]
+
+
+@pytest.mark.slow
 def test_a_curriculum_stage_left_without_prompts_is_one_error_line(tmp_path, capsys):
     # one scored prompt for a head stage and a tail stage: one of them is empty whatever the filter keeps
     assert main(["run", "--method", "she", "--benchmark", CARD, "--output-dir", str(tmp_path), *TINY,

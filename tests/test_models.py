@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -113,3 +114,38 @@ def test_engine_entropy_in_range(toy_dir, toyshop):
     for g in gens:
         assert 0 < g.n_tokens <= 8 and isinstance(g.text, str)
         assert g.entropy is not None and 0.0 <= g.entropy <= math.log(vocab) + 1e-4
+
+
+def test_the_catalogue_corpus_holds_facts_and_never_a_comparison_or_a_label():
+    from she_bench.data.cards import load_benchmark
+    from she_bench.pretrain import catalogue_lines
+
+    train = load_benchmark(str(Path(__file__).parent / "fixtures" / "toyshop-tiny.yaml")).splits["train"]
+    lines = catalogue_lines(train)
+    assert len(lines) == 3 * len(train)
+    text = "\n".join(lines)
+    assert "1. Query understanding: " in text and "2. Item understanding: " in text and "3. Category matching: " in text
+    for banned in ("Attribute matching", "Relevance judgment", "Label:"):
+        assert banned not in text
+    assert not any(line.rstrip().endswith(label) for line in lines for label in ("Exact", "Substitute", "Complement",
+                                                                                   "Irrelevant"))
+
+
+def test_the_shipped_base_loads_by_its_id_under_its_pinned_hash(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from she_bench import models
+
+    folder = models.resolve_model("toy-1m-catalogue")
+    assert folder == models.BASES_DIR / "toy-1m-catalogue" and models.model_hash(folder) == models.BASES["toy-1m-catalogue"]
+    record = json.loads((folder / "build.json").read_text())
+    assert record["corpus"]["benchmark"] == "toyshop" and record["steps"] > 0 and record["seed"] == 0
+    assert models.load_model(folder).num_parameters() > 0
+    # a changed file is a different base: refused until its hash is pinned
+    copy = tmp_path / "toy-1m-catalogue"
+    shutil.copytree(folder, copy)
+    (copy / "tokenizer_config.json").write_text((copy / "tokenizer_config.json").read_text().replace("}", ' }', 1))
+    monkeypatch.setattr(models, "BASES_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="not the pinned"):
+        models.resolve_model("toy-1m-catalogue")

@@ -556,7 +556,10 @@ def proxies(exp: dict, runs: dict) -> list[str]:
         if ev.get("samples") and ev.get("samples_subset"):
             out.add(f"pass@{ev['samples']} on a query-stratified test subset of at least {ev['samples_subset']} pairs")
         if str(c.get("model", "")).startswith("toy-"):
-            out.add(f"{c['model']} (a toy model trained from scratch) on a CPU")
+            from she_bench.models import BASES
+
+            made = "pretrained on catalogue text" if c["model"] in BASES else "trained from scratch"
+            out.add(f"{c['model']} (a toy model {made}) on a CPU")
         if c.get("method") in ("grpo", "srpo", "she"):
             out.add(f"RL budget {(c.get('train') or {}).get('max_steps')} steps x "
                     f"{(c.get('train') or {}).get('prompts_per_step')} prompts")
