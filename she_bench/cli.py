@@ -1,4 +1,6 @@
-"""The `she-bench` command line: the one module that knows every other."""
+"""she-bench: train (SFT, DPO, GRPO, SRPO/SHE) and evaluate LLMs that judge query-product relevance with
+step-by-step reasoning, on relevance benchmarks with long-tail slices, and report accuracy, step quality, entropy
+and claim verdicts."""
 from __future__ import annotations
 
 import argparse
