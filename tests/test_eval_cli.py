@@ -92,8 +92,10 @@ def test_eval_writes_run_directory(finished, toyshop):
     assert metrics["split"] == "test" and metrics["n"] == LIMIT
     expected = compute_metrics(records, labels=toyshop.labels, good_labels=toyshop.card.good_labels,
                                slices=toyshop.card.slices, n_boot=50, seed=0)
-    extra = {"split", "ceilings", "conditioning"}  # besides compute_metrics: the verdict ceilings and AUCs
+    # besides compute_metrics: the verdict ceilings and AUCs, and the decision-token figures
+    extra = {"split", "ceilings", "conditioning", "decisions"}
     assert set(metrics) == set(expected) | extra
+    assert metrics["decisions"]["labels_changed"] is None and metrics["decisions"]["kl_to_reference"] is None  # no reference
     assert set(metrics["overall"]) == set(expected["overall"])
     assert set(metrics["slices"]) == set(expected["slices"]) and {"head", "tail"} <= set(metrics["slices"])
     assert set(metrics["ceilings"]) == {"category_matching", "attribute_matching", "relevance_judgment"}
