@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -36,8 +36,8 @@ from she_bench.config import ConfigError, make_config, nest, warm_start_identity
 from she_bench.data.cards import Card, find_card
 from she_bench.runs import Run
 
-SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "cells", "output_dir", "history",
-              "report", "claim", "knob", "analysis", "budget", "gpu"}
+SUITE_KEYS = {"name", "description", "recipes", "benchmarks", "models", "seeds", "overrides", "grid", "cells",
+              "output_dir", "history", "report", "claim", "knob", "analysis", "budget", "gpu"}
 """`report` (baseline, primary comparisons) is read by `she-bench report --suite`, not by ablate; a claim experiment's
 `claim`, `analysis` and `budget` by its analysis (report/claims.py). Its `knob` ({key, levels, default}) is a sweep:
 one cell per level, where the default level adds no override (so its runs are the ones every experiment shares).
@@ -110,7 +110,8 @@ def load_suite(path: Path, output_dir: str | None = None, profile: str | None = 
     together = together or [{}]
     knob = suite.get("knob")
     if knob is not None:
-        if (not isinstance(knob, dict) or set(knob) - {"key", "levels", "default"} or not isinstance(knob.get("key"), str)
+        if (not isinstance(knob, dict) or set(knob) - {"key", "levels", "default"}
+                or not isinstance(knob.get("key"), str)
                 or not isinstance(knob.get("levels"), list) or not knob["levels"]):
             raise ConfigError(f"{path}: field 'knob' must be {{key: a dotted key, levels: a non-empty list, default: "
                               f"the level that adds no override}}")
@@ -251,7 +252,9 @@ def run_jobs(jobs: list[Job], workers: int = 1, log_dir: Path | None = None) -> 
     print(f"{len(jobs)} runs: {len(jobs) - len(todo)} done, {len(todo)} to run with {workers} worker(s)", flush=True)
     failed, finished, t0 = 0, 0, time.time()
     # workers share the cores: more torch threads than cores slows every run several-fold
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // max(1, workers)))}
+    env = {**os.environ,
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")
+                              or str(max(1, (os.cpu_count() or 1) // max(1, workers)))}
 
     def one(job: Job) -> tuple[Job, int, float]:
         job.run.path.mkdir(parents=True, exist_ok=True)

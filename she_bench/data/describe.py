@@ -62,7 +62,8 @@ def format_ceilings(ceilings: dict) -> str:
         for step, c in steps.items():
             sl = ", ".join(f"{k} {v['ceiling']:.3f}" for k, v in c["slices"].items() if v["ceiling"] is not None)
             lines.append(f"  {split:5s} {step:20s} {c['predictor']:16s} {c['ceiling']:.3f} over {c['n']:,} pairs "
-                         f"(fitted {c['fitted']:.3f}, constant '{c['constant_verdict']}' {c['constant']:.3f}){'; ' + sl if sl else ''}")
+                         f"(fitted {c['fitted']:.3f}, constant '{c['constant_verdict']}' {c['constant']:.3f})"
+                         f"{'; ' + sl if sl else ''}")
     return "\n".join(lines)
 
 
@@ -77,12 +78,14 @@ def format_card(card: dict) -> str:
     for name, s in card["splits"].items():
         lines.append(f"## {name}: {s['pairs']:,} pairs, {s['queries']:,} queries")
         lines.append("  labels:      " + ", ".join(f"{k} {v:,}" for k, v in s["labels"].items()))
-        lines.append("  query types: " + ", ".join(f"{k} {v:,}" for k, v in s["query_types_by_query"].items()) + " (queries)")
+        lines.append("  query types: " + ", ".join(f"{k} {v:,}" for k, v in s["query_types_by_query"].items())
+                     + " (queries)")
         lines.append("  slices:      " + ", ".join(f"{k} {v:,}" for k, v in s["slices"].items()) + " (pairs)")
         if "rationales" in s:
             r = s["rationales"]
             lines.append(f"  rationales:  {r['pairs']:,} of {s['pairs']:,} pairs may be SFT targets (rationale_share "
-                         f"{r['share']:g}" + (f", from slices {', '.join(r['from_slices'])}" if r["from_slices"] else "")
+                         f"{r['share']:g}"
+                         + (f", from slices {', '.join(r['from_slices'])}" if r["from_slices"] else "")
                          + "): " + ", ".join(f"{k} {v:,}" for k, v in r["by_slice"].items()))
         if "teacher_noise" in s:
             t = s["teacher_noise"]

@@ -130,17 +130,20 @@ def load_esci_us_150(card: Card, data_dir: Path | None) -> list[Example]:
         rows = []
         for rwhere, asin, rating in ratings:
             if rating not in RATING_LABELS:
-                raise DataError(str(jpath), rwhere, "rating", f"unknown rating {rating!r} (known: {', '.join(RATING_LABELS)})")
+                raise DataError(str(jpath), rwhere, "rating",
+                                f"unknown rating {rating!r} (known: {', '.join(RATING_LABELS)})")
             if asin not in docs:
                 raise DataError(str(jpath), rwhere, "docId", f"no product doc with asin {asin!r} in {zpath.name}")
             doc = docs[asin]
             ids = doc.get("query_id")
             if not isinstance(ids, list):
-                raise DataError(f"{zpath}", doc["_where"], "query_id", f"expected a list of ESCI query ids, got {type(ids).__name__}")
+                raise DataError(f"{zpath}", doc["_where"], "query_id",
+                                f"expected a list of ESCI query ids, got {type(ids).__name__}")
             shared = {str(x) for x in ids} if shared is None else shared & {str(x) for x in ids}
             rows.append((rwhere, asin, RATING_LABELS[rating], doc))
         if not shared or len(shared) != 1:
-            raise DataError(str(jpath), qwhere, "query_id", f"query {query!r}: cannot resolve one ESCI query id shared by all its products (candidates: {sorted(shared or [])})")
+            raise DataError(str(jpath), qwhere, "query_id", f"query {query!r}: cannot resolve one ESCI query id shared "
+                            f"by all its products (candidates: {sorted(shared or [])})")
         qid = shared.pop()
         qtype = sources.get(qid)
         for rwhere, asin, label, doc in rows:
@@ -180,7 +183,8 @@ def _parquet_rows(path: Path, required: list[str], optional: list[str], locale: 
         schema = pq.read_schema(path)
         check_columns(path, schema.names, required)
         for name in ("query", "product_title"):
-            if name in required and not (pa.types.is_string(schema.field(name).type) or pa.types.is_large_string(schema.field(name).type)):
+            if name in required and not (pa.types.is_string(schema.field(name).type)
+                                         or pa.types.is_large_string(schema.field(name).type)):
                 raise DataError(str(path), None, name, f"expected a text column, got {schema.field(name).type}")
         flags = [f"{version}_version"] if version else []
         check_columns(path, schema.names, flags)
@@ -225,7 +229,8 @@ def load_esci_parquet(card: Card, data_dir: Path | None) -> dict[str, list[Examp
             raise DataError(str(epath), where, "esci_label", f"unknown label {code!r} (known: E, S, C, I)")
         pid = text(epath, where, "product_id", r["product_id"], required=True)
         if pid not in products:
-            raise DataError(str(epath), where, "product_id", f"no product {pid!r} for locale {locale!r} in {ppath.name}")
+            raise DataError(str(epath), where, "product_id",
+                            f"no product {pid!r} for locale {locale!r} in {ppath.name}")
         p, qid = products[pid], str(r["query_id"])
         ex = make_example(
             "esci", qid, pid, query, CODE_LABELS[code], sources.get(qid),

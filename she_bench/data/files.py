@@ -37,7 +37,8 @@ def need_file(path: Path) -> Path:
 
 def need_data_dir(card: Card, data_dir: Path | None) -> Path:
     if data_dir is None:
-        raise DataError(str(card.path), None, "data_dir", f"loader '{card.loader}' needs a data_dir (set it in the card or pass one)")
+        raise DataError(str(card.path), None, "data_dir",
+                        f"loader '{card.loader}' needs a data_dir (set it in the card or pass one)")
     if not data_dir.is_dir():
         raise DataError(str(data_dir), None, None, f"data folder not found (card {card.path})")
     return data_dir
@@ -58,8 +59,8 @@ def decode_utf8(source: Path | str, data: bytes, first_line: int = 1, base: int 
         line_start = data.rfind(b"\n", 0, e.start) + 1
         line = first_line + data.count(b"\n", 0, e.start)
         raise DataError(str(source), f"line {line}", None,
-                        f"not valid UTF-8: byte 0x{data[e.start]:02x} at byte offset {e.start - line_start} in the line, "
-                        f"{base + e.start} in the file (0-based); save the file as UTF-8") from e
+                        f"not valid UTF-8: byte 0x{data[e.start]:02x} at byte offset {e.start - line_start} in the "
+                        f"line, {base + e.start} in the file (0-based); save the file as UTF-8") from e
 
 
 def json_lines(source: Path | str, stream: IO[bytes]) -> Iterator[tuple[str, dict]]:
@@ -200,7 +201,8 @@ def lookup(row: dict, name: str) -> Any:
     return node
 
 
-def text(source: Path | str, where: str, name: str, value: Any, required: bool = False, empty: str = "empty value") -> str:
+def text(source: Path | str, where: str, name: str, value: Any, required: bool = False,
+         empty: str = "empty value") -> str:
     """A text field: strings pass, None/"" are empty; numbers and other types are an error."""
     if value is None:
         value = ""
@@ -252,7 +254,8 @@ def check_split_disjoint(source: str, splits: dict[str, list[Example]]) -> None:
         for ex in exs:
             other = seen.setdefault(ex.query_id, name)
             if other != name:
-                raise DataError(source, f"example {ex.id}", "split", f"query {ex.query_id!r} is in both '{other}' and '{name}'")
+                raise DataError(source, f"example {ex.id}", "split",
+                                f"query {ex.query_id!r} is in both '{other}' and '{name}'")
 
 
 def check_unique_ids(source: str, examples: list[Example]) -> None:
@@ -272,7 +275,8 @@ def _unused_id(ex_id: str, ids: set[str]) -> str:
     return out
 
 
-def resolve_duplicates(card: Card, source: Path | str, entries: list[tuple[str, tuple, Example]]) -> list[tuple[str, Example]]:
+def resolve_duplicates(card: Card, source: Path | str,
+                       entries: list[tuple[str, tuple, Example]]) -> list[tuple[str, Example]]:
     """Apply the card's `duplicates` rule to (where, pair key, example) in file order; return the
     kept (where, example). The pair key is (query id, item identity). error: a DataError naming
     both rows; warn: one line on stderr, the first copy kept; keep: the same line, every copy
@@ -299,9 +303,11 @@ def resolve_duplicates(card: Card, source: Path | str, entries: list[tuple[str, 
 def _report_duplicates(card: Card, source: Path | str, repeats: list[tuple[str, Example, str, Example]]) -> None:
     where, ex, where0, ex0 = repeats[0]
     differ = f" with another label ({ex0.label}, then {ex.label})" if ex.label != ex0.label else ""
-    count = f"{len(repeats)} row{'s' if len(repeats) > 1 else ''} repeat{'' if len(repeats) > 1 else 's'} an earlier (query, item) pair"
+    count = (f"{len(repeats)} row{'s' if len(repeats) > 1 else ''} repeat{'' if len(repeats) > 1 else 's'} "
+             "an earlier (query, item) pair")
     if card.duplicates == "error":
-        raise DataError(str(source), where, None, f"duplicate pair: the same query and item as {where0}{differ}; {count} "
+        raise DataError(str(source), where, None,
+                        f"duplicate pair: the same query and item as {where0}{differ}; {count} "
                         "(the card's `duplicates: warn` drops the later copies, `duplicates: keep` keeps them)")
     action = "later copies dropped" if card.duplicates == "warn" else "every copy kept"
     print(f"she-bench: warning: {source}: {count}, the first at {where} (the same as {where0}){differ}; "
@@ -329,7 +335,8 @@ def _check_fields(card: Card) -> dict:
     src = str(card.path)
     fields = card.options.get("fields")
     if not isinstance(fields, dict) or "query" not in fields or "label" not in fields or not fields.get("item"):
-        raise DataError(src, None, "options.fields", "needs a mapping with at least 'query', 'label' and 'item' ({name: column})")
+        raise DataError(src, None, "options.fields",
+                        "needs a mapping with at least 'query', 'label' and 'item' ({name: column})")
     for group in FIELD_GROUPS:
         if not isinstance(fields.get(group) or {}, dict):
             raise DataError(src, None, f"options.fields.{group}", "expected a mapping {name: column}")
@@ -338,7 +345,8 @@ def _check_fields(card: Card) -> dict:
     named |= {f"options.fields.{g}.{k}": v for g in FIELD_GROUPS for k, v in (fields.get(g) or {}).items()}
     for key, column in named.items():
         if not isinstance(column, str) or not column:
-            raise DataError(src, None, key, f"expected a column name (nested keys take a dotted path, e.g. product.name), got {column!r}")
+            raise DataError(src, None, key, "expected a column name (nested keys take a dotted path, "
+                            f"e.g. product.name), got {column!r}")
     for step in fields.get("steps") or {}:
         if step not in STEPS:
             raise DataError(src, None, "options.fields.steps", f"unknown step {step!r} (known: {', '.join(STEPS)})")
@@ -351,7 +359,8 @@ def _required(fields: dict) -> list[str]:
             *(fields[k] for k in ("query_id", "id", "item_id", "query_type", "split") if fields.get(k))]
 
 
-def _example(card: Card, path: Path, fields: dict, label_map: dict, where: str, row: dict) -> tuple[Example, tuple, str | None]:
+def _example(card: Card, path: Path, fields: dict, label_map: dict, where: str,
+             row: dict) -> tuple[Example, tuple, str | None]:
     """One row's example, its (query, item) key and its split (None without a split column)."""
     def col(name: str) -> Any:  # a column every row must hold
         value = lookup(row, name)
@@ -376,17 +385,21 @@ def _example(card: Card, path: Path, fields: dict, label_map: dict, where: str, 
     raw_label = text(path, where, fields["label"], raw_label, required=True)
     label = label_map.get(raw_label, raw_label)
     if label not in card.labels:
-        raise DataError(str(path), where, fields["label"], f"unknown label {raw_label!r} (card labels: {card.labels}; add a label_map?)")
+        raise DataError(str(path), where, fields["label"],
+                        f"unknown label {raw_label!r} (card labels: {card.labels}; add a label_map?)")
     qid = ident("query_id", "query id") if fields.get("query_id") else query
-    values = {name: scalar_text(path, where, c, opt(c), join=" > " if name == "category" else ", ") for name, c in fields["item"].items()}
+    values = {name: scalar_text(path, where, c, opt(c), join=" > " if name == "category" else ", ")
+              for name, c in fields["item"].items()}
     item_key = ("id", ident("item_id", "item id")) if fields.get("item_id") else tuple(sorted(values.items()))
     qtype = text(path, where, fields["query_type"], col(fields["query_type"])) if fields.get("query_type") else ""
     steps = {s: v for s, c in (fields.get("steps") or {}).items() if (v := scalar_text(path, where, c, opt(c)))}
     steps.setdefault("relevance_judgment", label)
     facts = {k: v.lower() for k, c in (fields.get("facts") or {}).items() if (v := scalar_text(path, where, c, opt(c)))}
     ex_id = ident("id", "id") if fields.get("id") else f"{card.name}-{where.split()[-1]}"
-    ex = Example(id=ex_id, query_id=qid, query=query, item={k: clip(v) if k in CLIPPED else v for k, v in values.items() if v},
-                 label=label, query_type=qtype or "other", steps=steps, facts=facts, slices=slices_for(query, qtype or None))
+    ex = Example(id=ex_id, query_id=qid, query=query,
+                 item={k: clip(v) if k in CLIPPED else v for k, v in values.items() if v},
+                 label=label, query_type=qtype or "other", steps=steps, facts=facts,
+                 slices=slices_for(query, qtype or None))
     split = text(path, where, fields["split"], col(fields["split"]), required=True) if fields.get("split") else None
     return ex, (qid, item_key), split
 

@@ -38,8 +38,8 @@ AUDIENCE = {"men": "men", "mens": "men", "man": "men", "women": "women", "womens
             "kid": "kids", "baby": "baby", "toddler": "toddler", "adult": "adult", "adults": "adult"}
 NEGATIONS = {"without", "no", "not", "non", "except", "excluding"}
 BREAKS = NEGATIONS | {"with", "for", "in", "on", "of", "and", "or", "to", "by", "from", "that", "under", "over"}
-STOP = {"a", "an", "the", "&", "set", "pack", "inch", "size", "oz", "ounce", "ml", "lb", "lbs", "cm", "mm", "ft", "count",
-        "gallon", "pint", "piece", "pcs", "plus"}
+STOP = {"a", "an", "the", "&", "set", "pack", "inch", "size", "oz", "ounce", "ml", "lb", "lbs", "cm", "mm", "ft",
+        "count", "gallon", "pint", "piece", "pcs", "plus"}
 WORD = re.compile(r"[a-z0-9]+(?:[-'/.][a-z0-9]+)*")
 
 

@@ -278,7 +278,8 @@ def _plans(q: Query) -> dict[str, list[tuple[str, bool]]]:
     else:
         constrained = q.intent != "plain"
         plans = {"Exact": [("same", True)],
-                 "Substitute": ([("same", False)] if constrained else []) + ([("same group", True)] if has_group else []),
+                 "Substitute": ([("same", False)] if constrained else [])
+                 + ([("same group", True)] if has_group else []),
                  "Complement": [("complement", True)] if has_partner else [],
                  "Irrelevant": [("unrelated", True)]}
     return {k: v for k, v in plans.items() if v}
@@ -424,7 +425,8 @@ class _SplitWriter:
                         self.owed.append(label)
                     continue  # no fresh item for this query: fewer items rather than a repeated pair
                 titles.add(item.title)
-                self.examples.append(make_example(f"toyshop-{self.name}-{len(self.examples):05d}", qid, q, item, self.world))
+                self.examples.append(make_example(f"toyshop-{self.name}-{len(self.examples):05d}", qid, q, item,
+                                                  self.world))
 
 
 def generate(seed: int = 0, n_train: int = 20000, n_dev: int = 1000, n_test_head: int = 1000,

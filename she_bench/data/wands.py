@@ -36,15 +36,18 @@ def load_wands(card: Card, data_dir: Path | None) -> list[Example]:
     queries: dict[str, tuple[str, str]] = {}
     for where, row in read_csv(qpath, ["query_id", "query", "query_class"], delim):
         qid = _int_id(qpath, where, "query_id", row["query_id"])
-        queries[qid] = (text(qpath, where, "query", row["query"], required=True, empty="empty query"), text(qpath, where, "query_class", row["query_class"]))
+        queries[qid] = (text(qpath, where, "query", row["query"], required=True, empty="empty query"),
+                        text(qpath, where, "query_class", row["query_class"]))
 
     products: dict[str, dict[str, str]] = {}
-    rows = read_csv(ppath, ["product_id", "product_name", "product_class", "product_description", "product_features"], delim)
+    rows = read_csv(ppath, ["product_id", "product_name", "product_class", "product_description", "product_features"],
+                    delim)
     for where, row in rows:
         pid = _int_id(ppath, where, "product_id", row["product_id"])
         hier_col = next((c for c in HIERARCHY_COLS if c in row), None)
         if hier_col is None:
-            raise DataError(str(ppath), None, "category hierarchy", f"missing column (columns present: {', '.join(row)})")
+            raise DataError(str(ppath), None, "category hierarchy",
+                            f"missing column (columns present: {', '.join(row)})")
         hierarchy = [c.strip() for c in text(ppath, where, hier_col, row[hier_col]).split("/") if c.strip()]
         pclass = text(ppath, where, "product_class", row["product_class"])
         features = text(ppath, where, "product_features", row["product_features"])
@@ -70,7 +73,8 @@ def load_wands(card: Card, data_dir: Path | None) -> list[Example]:
             raise DataError(str(lpath), where, "product_id", f"no product {pid} in {ppath.name}")
         query, qclass = queries[qid]
         p = products[pid]
-        facts = {k: v for k, v in {"category": p["_leaf"], "category_path": p["category"].lower(), "query_class": qclass.lower()}.items() if v}
+        facts = {k: v for k, v in {"category": p["_leaf"], "category_path": p["category"].lower(),
+                                   "query_class": qclass.lower()}.items() if v}
         steps = {"item_understanding": item_understanding_text(facts), "relevance_judgment": label}
         entries.append((where, (qid, pid), Example(
             id=f"wands-{qid}-{pid}", query_id=qid, query=query,

@@ -15,7 +15,8 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 @ENGINES.register("transformers")
 class TransformersEngine:
-    def __init__(self, model_path, model=None, tokenizer=None, device: str | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(self, model_path, model=None, tokenizer=None, device: str | None = None,
+                 dtype: torch.dtype = torch.float32):
         self.tokenizer = tokenizer or load_tokenizer(model_path)
         self.tokenizer.padding_side = "left"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -33,7 +34,8 @@ class TransformersEngine:
         results: dict[int, Generation] = {}
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.device)
             gen = self.model.generate(
                 **enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,

@@ -82,7 +82,8 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         eos = self.tokenizer.eos_token_id
-        inputs = [TokensPrompt(prompt_token_ids=self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+        inputs = [TokensPrompt(prompt_token_ids=self.tokenizer(p, add_special_tokens=False)["input_ids"])
+                  for p in prompts]
         params = [
             self._sampling_params(
                 temperature=temperature if temperature > 0 else 0.0,

@@ -92,8 +92,8 @@ def candidate_logprobs(model, tokenizer, prefixes: list[str], candidates: list[l
         tail_mask = torch.tensor([[1] * len(t) + [0] * (length - len(t)) for t in tails])
         full_mask = torch.cat([mask[rows], tail_mask], 1)
         tail_pos = mask[rows].sum(1, keepdim=True) + torch.arange(length).unsqueeze(0)
-        logits = model(input_ids=tail_ids.to(device), attention_mask=full_mask.to(device), position_ids=tail_pos.to(device),
-                       use_cache=False, **{name: cache}).logits.float()
+        logits = model(input_ids=tail_ids.to(device), attention_mask=full_mask.to(device),
+                       position_ids=tail_pos.to(device), use_cache=False, **{name: cache}).logits.float()
         logp = torch.log_softmax(logits[:, :-1], -1) if length > 1 else None
         scores = first_logp[rows].gather(1, tail_ids[:, :1].to(device)).squeeze(1)
         if logp is not None:

@@ -105,14 +105,15 @@ def read_outputs(model, tokenizer, prompts: list[str], completions: list[str], r
         ent = -(logp.exp() * logp).sum(-1)
         kl = None
         if reference is not None:
-            ref = torch.log_softmax(reference(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(), -1)
+            ref = torch.log_softmax(reference(input_ids=ids.to(device),
+                                              attention_mask=mask.to(device)).logits.float(), -1)
             kl = (logp.exp() * (logp - ref)).sum(-1).clamp_min(0.0)
             del ref
         for r, j in enumerate(idx):
             seq, first, ends = rows[j]
             positions = slice(first - 1, len(seq) - 1)  # logits at t-1 predict token t
-            out[j] = {"entropy": ent[r, positions].tolist(), "kl": kl[r, positions].tolist() if kl is not None else None,
-                      "ends": ends}
+            out[j] = {"entropy": ent[r, positions].tolist(),
+                      "kl": kl[r, positions].tolist() if kl is not None else None, "ends": ends}
         del logp, ent, kl
     return out
 

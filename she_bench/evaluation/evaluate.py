@@ -21,13 +21,15 @@ from she_bench.reasoning.template import render_prompt, with_rationale
 from she_bench.rewards.verifier import score_output
 from she_bench.runs import Run, read_jsonl, write_jsonl
 
+
 def chain_right(ex, scored: dict) -> bool:
     """The whole chain right: format-valid, the gold label, and no checked step wrong."""
     return bool(scored["format_valid"] and scored["pred"] == ex.label
                 and not any(v is False for v in (scored.get("step_verdicts") or {}).values()))
 
 
-def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool = True, out: Path | None = None) -> dict:
+def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool = True,
+                     out: Path | None = None) -> dict:
     """Mean accuracy and format-valid rate of `eval.samples` outputs per prompt sampled at the
     training temperature, overall and per head/tail: what the policy does, not only its mode. With `out`, one
     row per example there (how many of its k samples have the right label, and the whole chain right: pass@k)."""
@@ -58,7 +60,8 @@ def sampled_accuracy(engine, examples, benchmark: Benchmark, cfg, progress: bool
                          "label_right": sum(s["pred"] == ex.label for _, s in group),
                          "chain_right": sum(chain_right(ex, s) for _, s in group)})
         write_jsonl(out, rows)
-        # pass@1 (one sample) against pass@k (any of k): RL that only narrows the policy raises the first, not the second
+        # pass@1 (one sample) against pass@k (any of k): RL that only narrows the policy raises the first, not the
+        # second
         for kind in ("label", "chain"):
             n = len(rows)
             result[f"{kind}_pass_at_1"] = round(sum(r[f"{kind}_right"] / k for r in rows) / n, 6) if n else None
@@ -86,7 +89,8 @@ def prompts_for(examples, benchmark: Benchmark, cfg, tokenizer) -> list[str]:
 
 def record(ex, scored: dict, **extra) -> dict:
     """One predictions.jsonl line."""
-    return {"id": ex.id, "query_id": ex.query_id, "query": ex.query, "slices": ex.slices, "gold": ex.label, **scored, **extra}
+    return {"id": ex.id, "query_id": ex.query_id, "query": ex.query, "slices": ex.slices, "gold": ex.label,
+            **scored, **extra}
 
 
 def split_metrics(records: list[dict], benchmark: Benchmark, cfg) -> dict:
@@ -105,7 +109,8 @@ def split_ceilings(benchmark: Benchmark, split: str, examples: list) -> dict:
     from she_bench.models import cache_dir
     from she_bench.runs import write_json
 
-    key = hashlib.sha256(json.dumps([benchmark.data_hash(), split, [ex.id for ex in examples]]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([benchmark.data_hash(), split,
+                                     [ex.id for ex in examples]]).encode()).hexdigest()[:16]
     path = cache_dir() / "ceilings" / f"{benchmark.name}-{key}.json"
     try:
         return json.loads(path.read_text())
@@ -153,10 +158,11 @@ def decisions(engine, model_path: Path, records: list[dict], examples: list, ben
     tokenizer = getattr(engine, "tokenizer", None) or load_tokenizer(model_path)
     ref = load_model(reference).to(next(model.parameters()).device).eval() if reference is not None else None
     prompts = prompts_for(examples, benchmark, cfg, tokenizer)
-    todo = [i for i, r in enumerate(records) if "decision_entropy" not in r or (ref is not None and r.get("kl_ref") is None)]
+    todo = [i for i, r in enumerate(records)
+            if "decision_entropy" not in r or (ref is not None and r.get("kl_ref") is None)]
     if todo:
-        reads = dec.read_outputs(model, tokenizer, [prompts[i] for i in todo], [records[i].get("text") or "" for i in todo],
-                                 ref, cfg.eval.batch_size)
+        reads = dec.read_outputs(model, tokenizer, [prompts[i] for i in todo],
+                                 [records[i].get("text") or "" for i in todo], ref, cfg.eval.batch_size)
         for i, read in zip(todo, reads):
             records[i].update(dec.output_figures(records[i].get("text") or "", read))
         write_jsonl(run.path / "predictions.jsonl", records)
@@ -189,8 +195,8 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
             gens = engine.generate(prompts, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
                                    seed=cfg.seed, progress=progress)
             for ex, gen in zip(chunk, gens):
-                rec = record(ex, score_output(ex, gen.text, benchmark.labels, cfg.prompt.style == "steps"), entropy=gen.entropy,
-                             n_tokens=gen.n_tokens, text=gen.text)
+                rec = record(ex, score_output(ex, gen.text, benchmark.labels, cfg.prompt.style == "steps"),
+                             entropy=gen.entropy, n_tokens=gen.n_tokens, text=gen.text)
                 records.append(rec)
                 run.log(rec, "predictions.jsonl")
     by_id = {r["id"]: r for r in records}
@@ -202,5 +208,6 @@ def evaluate(run: Run, benchmark: Benchmark, model_path: Path, engine=None, prog
         metrics["decisions"] = decisions(engine, model_path, ordered, examples, benchmark, cfg, run, reference)
     if cfg.eval.samples > 0:
         engine = engine or build_engine(cfg.engine, model_path)
-        metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress, out=run.path / "sampled.jsonl")
+        metrics["sampled"] = sampled_accuracy(engine, examples, benchmark, cfg, progress,
+                                              out=run.path / "sampled.jsonl")
     return metrics

@@ -18,7 +18,6 @@ from transformers import ProgressCallback, TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from she_bench import console
-
 from she_bench.config import Config
 from she_bench.data.cards import Benchmark
 from she_bench.data.schema import Example
@@ -27,8 +26,9 @@ from she_bench.runs import Run, process_state
 
 LOG_KEYS = {  # TRL log name -> train_log.jsonl name
     "loss": "loss", "reward": "reward_mean", "reward_std": "reward_std", "frac_reward_zero_std": "zero_std_groups",
-    "entropy": "entropy", "kl": "kl", "clip_ratio/region_mean": "clip_ratio", "completions/mean_length": "completion_length",
-    "learning_rate": "lr", "grad_norm": "grad_norm", "rewards/chosen": "dpo_chosen_reward", "rewards/rejected": "dpo_rejected_reward",
+    "entropy": "entropy", "kl": "kl", "clip_ratio/region_mean": "clip_ratio",
+    "completions/mean_length": "completion_length", "learning_rate": "lr", "grad_norm": "grad_norm",
+    "rewards/chosen": "dpo_chosen_reward", "rewards/rejected": "dpo_rejected_reward",
     "rewards/accuracies": "dpo_accuracy", "rewards/margins": "dpo_margin", "mean_token_accuracy": "token_accuracy",
     "num_tokens": "num_tokens",
 }
@@ -66,8 +66,9 @@ def trainer_args(cls, cfg: Config, out_dir: Path, **kw):
     """TRL config with the settings every method shares (no hub, safetensors; TensorBoard if train.report_to). The
     Trainer's seed is the method's (`cfg.rl_seed`); the warm start passes the run's own."""
     base = dict(
-        output_dir=str(out_dir), seed=cfg.rl_seed, data_seed=cfg.rl_seed, report_to=cfg.train.report_to, logging_steps=1,
-        save_strategy="steps", save_steps=cfg.train.save_steps, save_total_limit=cfg.train.keep_checkpoints, save_only_model=False,
+        output_dir=str(out_dir), seed=cfg.rl_seed, data_seed=cfg.rl_seed, report_to=cfg.train.report_to,
+        logging_steps=1, save_strategy="steps", save_steps=cfg.train.save_steps,
+        save_total_limit=cfg.train.keep_checkpoints, save_only_model=False,
         disable_tqdm=False, dataloader_num_workers=0, remove_unused_columns=False, **device_kwargs(),
     )
     base.update(kw)
@@ -98,7 +99,8 @@ class JsonlLog(TrainerCallback):
         group = getattr(args, "num_generations", None) or 1
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
         self.ctx.run.log({"stage": self.ctx.stage, "event": "trained", "method": self.ctx.cfg.method,
-                          "steps": state.global_step, "prompts_per_step": per_step // group, "completions_per_prompt": group,
+                          "steps": state.global_step, "prompts_per_step": per_step // group,
+                          "completions_per_prompt": group,
                           "num_tokens": int(state.num_input_tokens_seen or self.num_tokens)})
 
     def on_step_begin(self, args, state, control, **kw):
@@ -132,8 +134,8 @@ class StageProgress(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         if state.is_world_process_zero:
-            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=f"{self.ctx.stage} ({self.ctx.cfg.method})",
-                            unit="step", dynamic_ncols=True)
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step,
+                            desc=f"{self.ctx.stage} ({self.ctx.cfg.method})", unit="step", dynamic_ncols=True)
 
     def on_step_end(self, args, state, control, **kw):
         if self.bar is not None:

@@ -76,7 +76,8 @@ def select(ctx: Context, rows: list[dict]) -> tuple[list[str], list[dict]]:
     decisions, in_band = [], defaultdict(list)
     for r in rows:
         ex = by_id[r["id"]]
-        d = {**r, "stratum": stratum_of(ex, f.stratum), "label": ex.label, "slice": "tail" if "tail" in ex.slices else "head"}
+        d = {**r, "stratum": stratum_of(ex, f.stratum), "label": ex.label,
+             "slice": "tail" if "tail" in ex.slices else "head"}
         if r["pass_rate"] < low:
             d["decision"] = "dropped: too hard"
         elif r["pass_rate"] > high:
@@ -130,7 +131,8 @@ def report(decisions: list[dict], cap: float | None = None) -> dict:
         out["stratum_cap"] = cap
         out["stratum_cap_effective"] = round(effective_cap(dict(in_band), cap), 4)
     out["pass_rate_histogram"] = dict(sorted(Counter(round(d["pass_rate"], 2) for d in decisions).items()))
-    out["mean_paths_kept"] = round(sum(d["paths"] for d in decisions if d["decision"] == "kept") / max(1, out["kept"]), 3)
+    out["mean_paths_kept"] = round(sum(d["paths"] for d in decisions if d["decision"] == "kept")
+                                   / max(1, out["kept"]), 3)
     return out
 
 

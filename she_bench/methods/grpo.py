@@ -43,7 +43,8 @@ class OutcomeReward:
     def __init__(self, examples, labels: list[str], reward_cfg):
         self.by_id = {ex.id: ex for ex in examples}
         self.labels, self.cfg = labels, reward_cfg
-        self.last_examples, self.last_parsed, self.last_verdicts, self.last_rewards, self.last_correct = [], [], [], [], []
+        (self.last_examples, self.last_parsed, self.last_verdicts, self.last_rewards,
+         self.last_correct) = [], [], [], [], []
 
     def __call__(self, prompts, completions, example_id, **_):
         c = self.cfg
@@ -54,7 +55,8 @@ class OutcomeReward:
         self.last_rewards = [shaped_outcome(ex.label, p, self.labels, c.ordinal_credit, c.format, c.format_penalty)
                              for ex, p in zip(self.last_examples, self.last_parsed)]
         # "right" for critical steps: the gold label, in an output the format gate would pay
-        self.last_correct = [outcome_reward(ex.label, p.label, self.labels) >= 1.0 and (c.format == "off" or well_formed(p))
+        self.last_correct = [outcome_reward(ex.label, p.label, self.labels) >= 1.0
+                             and (c.format == "off" or well_formed(p))
                              for ex, p in zip(self.last_examples, self.last_parsed)]
         return self.last_rewards
 
@@ -80,7 +82,8 @@ def rl_examples(ctx: Context, examples=None) -> list:
 
 
 def rl_dataset(ctx: Context, tokenizer, examples=None) -> Dataset:
-    return Dataset.from_list([{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer, ctx.cfg.prompt), "example_id": ex.id}
+    return Dataset.from_list([{"prompt": render_prompt(ex, ctx.bench.labels, tokenizer, ctx.cfg.prompt),
+                               "example_id": ex.id}
                               for ex in rl_examples(ctx, examples)])
 
 
@@ -127,7 +130,8 @@ class SheGRPOTrainer(GRPOTrainer):
         rewards = torch.tensor(self.outcome.last_rewards, device=self.accelerator.device)
         everyone = self.accelerator.gather(rewards)
         std = everyone.view(-1, g).std(1) if g > 1 else torch.zeros(len(everyone) // g)
-        keep = (std >= self.ctx.cfg.rl.min_group_std).float() if self.ctx.cfg.rl.min_group_std > 0 else torch.ones_like(std)
+        keep = ((std >= self.ctx.cfg.rl.min_group_std).float() if self.ctx.cfg.rl.min_group_std > 0
+                else torch.ones_like(std))
         self._log("skipped_groups", float((keep == 0).sum()))
         return keep.repeat_interleave(g)[self._local_slice(len(rewards))]
 
@@ -146,7 +150,8 @@ def vllm_kwargs(cfg) -> dict:
         return {}
     if not torch.cuda.is_available():
         raise ConfigError("rl.use_vllm needs a GPU: on CPU, rollouts use transformers' generate")
-    return {"use_vllm": True, "vllm_mode": cfg.rl.vllm_mode, "vllm_gpu_memory_utilization": cfg.rl.vllm_gpu_memory_utilization,
+    return {"use_vllm": True, "vllm_mode": cfg.rl.vllm_mode,
+            "vllm_gpu_memory_utilization": cfg.rl.vllm_gpu_memory_utilization,
             "vllm_server_base_url": cfg.rl.vllm_server_base_url}
 
 

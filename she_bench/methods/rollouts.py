@@ -21,8 +21,8 @@ def sample_rollouts(ctx: Context, model: Path, examples: list, k: int, desc: str
     """k sampled completions per example (at the RL temperature, through `cfg.engine`), each as
     {"text", **score_output}; read from the shared cache when these rollouts were made before."""
     cfg = ctx.cfg
-    key = config_hash(model_hash(model), [ex.id for ex in examples], k, cfg.rl.temperature, cfg.rl.max_completion_length,
-                      cfg.rl_seed, cfg.engine, cfg.prompt, ctx.bench.data_hash())
+    key = config_hash(model_hash(model), [ex.id for ex in examples], k, cfg.rl.temperature,
+                      cfg.rl.max_completion_length, cfg.rl_seed, cfg.engine, cfg.prompt, ctx.bench.data_hash())
     cache = cache_dir() / "rollouts" / f"{ctx.bench.name}-{key}.jsonl"
     with file_lock(cache):  # per process: under data parallelism the first rank in builds them, the others read
         rows = read_jsonl(cache)

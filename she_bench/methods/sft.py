@@ -20,8 +20,8 @@ from she_bench.methods.common import (
     Context,
     JsonlLog,
     config_hash,
-    lora_config,
     in_stage,
+    lora_config,
     train_once,
     trainer_args,
 )
@@ -36,7 +36,8 @@ def sft_rows(examples, labels, tokenizer, prompt=None) -> list[dict]:
             for ex in with_rationale(examples)]
 
 
-def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows=None, examples=None, **args) -> Path:
+def run_sft(ctx: Context, init: Path, out_dir: Path, epochs: float, lr: float, rows=None, examples=None,
+            **args) -> Path:
     """SFT from `init` into out_dir/final on prompt/completion rows (a callable giving them, built only if
     training is still to do; default: the gold rationales of `examples`, else of the train split, where the
     card makes them available); `args` override the trainer's (batch size, max_steps)."""
@@ -77,7 +78,8 @@ def warm_start(ctx: Context) -> Path:
         final = run_sft(ctx, ctx.base_model, out_dir, cfg.warm_start.epochs, cfg.warm_start.lr, rows=lambda: rows,
                         seed=cfg.seed, data_seed=cfg.seed)  # the warm start follows the run's seed, never rl.seed
         if is_main_process() and not (built_before and (out_dir / BUILD_FILE).is_file()):
-            # the build: its weights' hash and the arithmetic that made them (unknown for one trained before this record)
+            # the build: its weights' hash and the arithmetic that made them (unknown for one trained before this
+            # record)
             write_json(out_dir / BUILD_FILE, {"weights_hash": model_hash(final),
                                               "env": None if built_before else build_env()})
         return final

@@ -39,8 +39,8 @@ def train(ctx: Context, init: Path) -> Path:
             kept = f"the filter kept {len(examples)} of the prompts it scored" if cfg.filter.enabled \
                 else f"{len(examples)} train prompts"
             raise ConfigError(f"curriculum stage '{stage.name}' selects no prompt ({kept}; the stage keeps slices "
-                              f"{stage.slices or 'all'}, pass band {stage.pass_band or 'any'}): raise filter.max_prompts (or set "
-                              "filter.scoring=budget), "
+                              f"{stage.slices or 'all'}, pass band {stage.pass_band or 'any'}): raise "
+                              "filter.max_prompts (or set filter.scoring=budget), "
                               "widen filter.pass_band or the stage's pass_band, or drop the stage")
         steps = max(1, round(stage.share * cfg.train.max_steps))
         stage_cfg = dataclasses.replace(cfg, method=stage.method, train=dataclasses.replace(cfg.train, max_steps=steps))

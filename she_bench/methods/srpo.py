@@ -60,7 +60,8 @@ class SRPOTrainer(SheGRPOTrainer):
                 for s in STEPS} for v, ex in zip(o.last_verdicts, o.last_examples)]
         mixed = hybrid_step_rewards(ver, grm, cfg.mixing, cfg.mix_weight)
         rewarded = [s for s in STEPS if cfg.judgment_step_reward or s != "relevance_judgment"]
-        return torch.tensor([[r[s] if s in rewarded and r[s] is not None else float("nan") for s in STEPS] for r in mixed])
+        return torch.tensor([[r[s] if s in rewarded and r[s] is not None else float("nan") for s in STEPS]
+                             for r in mixed])
 
     def shuffled(self, rewards: torch.Tensor) -> torch.Tensor:
         """The negative control (reward.shuffle_step_rewards): each group's step-reward rows permuted among its
@@ -161,8 +162,9 @@ def check_grm_quality(ctx: Context, path: Path) -> None:
             if (steps.get(s) or {}).get("auroc") is not None and steps[s]["auroc"] < floor}
     if weak:
         shown = ", ".join(f"{s} {a:.3f}" for s, a in weak.items())
-        raise ConfigError(f"the trained GRM ({path}) judges held-out steps at AUROC {shown}, below reward.grm_min_auroc "
-                          f"{floor:g}: its step rewards would be noise (reward.grm_min_auroc=0 runs anyway)")
+        raise ConfigError(f"the trained GRM ({path}) judges held-out steps at AUROC {shown}, below "
+                          f"reward.grm_min_auroc {floor:g}: its step rewards would be noise "
+                          "(reward.grm_min_auroc=0 runs anyway)")
 
 
 @METHODS.register("srpo")

@@ -92,8 +92,8 @@ def grm_data(ctx: Context, init: Path) -> tuple[list[dict], list[tuple[dict, lis
     examples = seeded_sample(dataclasses.replace(ctx, examples=None), ctx.cfg.reward.grm_prompts)
     rollouts = sample_rollouts(ctx, init, examples, ctx.cfg.reward.grm_rollouts, "grm data")
     n_held = round(HELDOUT_SHARE * len(examples))
-    heldout = [(ex, parse(s["text"], labels), s["step_verdicts"]) for ex, samples in zip(examples[:n_held], rollouts[:n_held])
-               for s in samples]
+    heldout = [(ex, parse(s["text"], labels), s["step_verdicts"])
+               for ex, samples in zip(examples[:n_held], rollouts[:n_held]) for s in samples]
     pool: dict[str, dict[bool, list]] = {s: {True: [], False: []} for s in STEPS}  # step -> right? -> (ex, parsed)
     for ex, samples in zip(examples[n_held:], rollouts[n_held:]):
         if not ex.annotated:  # the card's annotation_share: nobody knows this pair's steps, so no step label
@@ -165,8 +165,10 @@ def train_generative_grm(ctx: Context, init: Path) -> Path:
         final = run_sft(ctx, init, out_dir, cfg.reward.grm_epochs, cfg.warm_start.lr, rows=rows)
         if not record_path.exists():
             if is_main_process():
-                if "heldout" not in data:  # trained before, killed before its record: rebuild the data (cached rollouts)
+                # trained before, killed before its record: rebuild the data (cached rollouts)
+                if "heldout" not in data:
                     rows()
-                write_json(record_path, {**data["record"], **measure(final, data["heldout"], ctx.bench.labels, answers)})
+                write_json(record_path, {**data["record"],
+                                         **measure(final, data["heldout"], ctx.bench.labels, answers)})
             process_state().wait_for_everyone()  # every rank reads the same threshold
     return final

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 from she_bench.data.schema import STEP_TITLES, STEPS
 
-_STEP_RE = re.compile(r"^[ \t]*(?:step[ \t]*)?([1-9])[.):][ \t]*(?:([A-Za-z][A-Za-z ]*?)[ \t]*:)?[ \t]*(.*?)[ \t]*$", re.I | re.M)
-_LABEL_RE = re.compile(r"^[ \t]*(?:final[ \t]+)?label[ \t]*[:=][ \t]*\**[ \t]*([A-Za-z][A-Za-z -]*?)[ \t.*]*$", re.I | re.M)
+_STEP_RE = re.compile(r"^[ \t]*(?:step[ \t]*)?([1-9])[.):][ \t]*(?:([A-Za-z][A-Za-z ]*?)[ \t]*:)?[ \t]*(.*?)[ \t]*$",
+                      re.I | re.M)
+_LABEL_RE = re.compile(r"^[ \t]*(?:final[ \t]+)?label[ \t]*[:=][ \t]*\**[ \t]*([A-Za-z][A-Za-z -]*?)[ \t.*]*$",
+                       re.I | re.M)
 _TITLE_TO_STEP = {t.lower(): s for s, t in STEP_TITLES.items()}
 
 # Parse statuses; only OK counts as format-valid.

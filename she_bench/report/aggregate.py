@@ -21,9 +21,9 @@ from she_bench.evaluation.entropy import training_entropy
 from she_bench.evaluation.metrics import _Encoded
 from she_bench.reasoning.verdicts import VERDICT_STEPS
 from she_bench.report.collect import RunData
-from she_bench.report.stats import crossed, holm, mdd, seeds_to_detect, _sig
-from she_bench.runs import SHARED_STAGES, run_budget
+from she_bench.report.stats import _sig, crossed, holm, mdd, seeds_to_detect
 from she_bench.rewards.grm import grm_label, uses_grm
+from she_bench.runs import SHARED_STAGES, run_budget
 
 LABEL_METRICS = ("accuracy", "macro_f1", "good_f1")
 SUMMARY_SUBSETS = ("overall", "head", "tail")
@@ -183,7 +183,8 @@ def grm_rows(groups: dict, keys: list) -> list[dict]:
                 continue
             get = lambda m, s, k: ((m.get("steps") or {}).get(s) or {}).get(k)  # noqa: E731
             rows.append({
-                "benchmark": key[0], "variant": key[1], "grm": measured[0]["grm"], "source": title, "n_seeds": len(found),
+                "benchmark": key[0], "variant": key[1], "grm": measured[0]["grm"], "source": title,
+                "n_seeds": len(found),
                 "threshold": stat([m.get("threshold") for m in found]),
                 "steps": {s: {k: stat([get(m, s, k) for m in found]) for k in GRM_RATES} for s in STEPS},
                 "judged": {s: stat([get(m, s, "n") for m in found]) for s in STEPS},
@@ -298,7 +299,8 @@ def compare(a: list[RunData], b: list[RunData], n_boot: int, seed: int) -> dict:
     return out
 
 
-def comparison_rows(groups: dict, keys: list, baseline: str, primary: list, n_boot: int, seed: int) -> tuple[list, list]:
+def comparison_rows(groups: dict, keys: list, baseline: str, primary: list, n_boot: int,
+                    seed: int) -> tuple[list, list]:
     """The declared primary comparisons (Holm-adjusted within them), then every other variant against
     `baseline` (exploratory, Holm-adjusted within that family). Returns (rows, notes)."""
     rows, notes = [], []
@@ -309,7 +311,8 @@ def comparison_rows(groups: dict, keys: list, baseline: str, primary: list, n_bo
             if a in names and b in names:
                 planned.append((a, b, "primary"))
             else:
-                notes.append(f"{bench}: primary comparison {a} vs {b} not run ({', '.join(x for x in (a, b) if x not in names)} "
+                notes.append(f"{bench}: primary comparison {a} vs {b} not run "
+                             f"({', '.join(x for x in (a, b) if x not in names)} "
                              "missing)")
         done = {(a, b) for a, b, _ in planned}
         if baseline in names:
@@ -357,7 +360,8 @@ def power_rows(comparisons: list[dict], target: float = 0.02) -> list[dict]:
                          "comparisons": len(res), "seed_var_measured": bool(measured),
                          "seed_var": _sig(seed_var) if measured else None, "query_var": _sig(query_var),
                          "mdd": _round(mdd(seed_var, query_var, seeds, queries)), "target": target,
-                         "seeds_for_target": seeds_to_detect(target, seed_var, query_var, queries) if measured else None})
+                         "seeds_for_target": (seeds_to_detect(target, seed_var, query_var, queries) if measured
+                                              else None)})
     return rows
 
 

@@ -100,7 +100,8 @@ def build_report(run_dirs: list[Path], out_dir: Path, baseline: str = "grpo", n_
     header = {"benchmarks": sorted({k[0] for k in keys}), "variants": [(k[0], k[1], [r.seed for r in groups[k]])
                                                                        for k in keys],
               "n_runs": len(runs), "n_skipped": len(skipped), "baseline": baseline, "command": command,
-              "n_primary": sum(r["family"] == "primary" for r in comparisons), "power": tb.power_line(power) if power else ""}
+              "n_primary": sum(r["family"] == "primary" for r in comparisons),
+              "power": tb.power_line(power) if power else ""}
     sections = [
         ("Summary", [tables["summary"], "head_tail.png"]),
         ("Comparisons", [tables["comparisons"], tables["power"]]),

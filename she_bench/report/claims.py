@@ -72,7 +72,8 @@ def _by_query(triples) -> dict[str, tuple[float, float]]:
 def _checked(p: dict, steps=None) -> list[bool]:
     """Verdicts of the checked intermediate steps of one output (None = not checked)."""
     v = p.get("step_verdicts") or {}
-    return [bool(x) for s, x in v.items() if x is not None and s != "relevance_judgment" and (steps is None or s in steps)]
+    return [bool(x) for s, x in v.items()
+            if x is not None and s != "relevance_judgment" and (steps is None or s in steps)]
 
 
 @ENDPOINTS.register("accuracy")
@@ -222,7 +223,8 @@ def load_experiment(path: Path, profile: str | None = None) -> dict:
         raise _where(path, "analysis.direction", "higher or lower", a.get("direction"))
     pred = a.get("predicted_effect")
     if isinstance(pred, bool) or not isinstance(pred, (int, float)) or not pred > 0:
-        raise _where(path, "analysis.predicted_effect", "the effect's predicted size (> 0) on the endpoint's scale", pred)
+        raise _where(path, "analysis.predicted_effect",
+                     "the effect's predicted size (> 0) on the endpoint's scale", pred)
     cap = min(MAX_MARGIN, pred / 2)
     for key, t in [("analysis.margin", a)] + [(f"analysis.{n}.margin", a.get(n)) for n in ("negative_control",)
                                               if isinstance(a.get(n), dict) and "margin" in a[n]]:
@@ -243,7 +245,8 @@ def load_experiment(path: Path, profile: str | None = None) -> dict:
         versus = t.get("versus", t.get("variant"))
         for row in [t.get("variant")] + (versus if isinstance(versus, list) else [versus]):
             if row not in recipes:
-                raise _where(path, f"analysis.{name}", f"rows among the experiment's ({', '.join(sorted(recipes))})", row)
+                raise _where(path, f"analysis.{name}",
+                             f"rows among the experiment's ({', '.join(sorted(recipes))})", row)
         for key in ("level", "versus_level"):
             if key in t and t[key] not in levels:
                 raise _where(path, f"analysis.{name}.{key}", f"one of the knob's levels {levels}", t[key])
@@ -367,11 +370,12 @@ def pair_builds(runs: list) -> str:
 
 
 def analyse(exp: dict, runs: dict, n_boot: int = BOOTSTRAP) -> dict:
-    """An experiment's fixed analysis over its runs (RunIndex.runs_of: each run's Evidence). Estimates use the seeds done on both sides;
-    a test is complete when every declared seed is."""
+    """An experiment's fixed analysis over its runs (RunIndex.runs_of: each run's Evidence). Estimates use the seeds
+    done on both sides; a test is complete when every declared seed is."""
     a, knob = exp["analysis"], exp.get("knob") or {}
     seeds = list(exp.get("seeds") or [0])
-    endpoint, subset, direction = a.get("endpoint", "accuracy"), a.get("subset", "overall"), a.get("direction", "higher")
+    endpoint, subset, direction = (a.get("endpoint", "accuracy"), a.get("subset", "overall"),
+                                   a.get("direction", "higher"))
 
     def have(recipe, level) -> dict:
         return {s: r for s, r in runs.get((recipe, _key(level)), {}).items() if r is not None}
@@ -448,7 +452,8 @@ def analyse(exp: dict, runs: dict, n_boot: int = BOOTSTRAP) -> dict:
     out["negative_control"] = {**t, "margin": nc_margin,
                                "equivalent": equivalent(t, nc_margin) if t["status"] == "ok" else None}
     out["row_means"] = row_means(runs, knob, endpoint, subset, n_boot)
-    out["stages"] = {recipe: stages(list(have(recipe, prim["level"]).values())) for recipe in [prim["variant"], *versus]}
+    out["stages"] = {recipe: stages(list(have(recipe, prim["level"]).values()))
+                     for recipe in [prim["variant"], *versus]}
     primary_rows = [[prim["variant"], v] for v in versus]
     out["secondary"] = [pair(v, w, prim["level"], ep=ep, sub=sub)  # exploratory: no Holm, no verdict
                         for ep in [endpoint, *a.get("secondary_endpoints", [])]
@@ -464,7 +469,8 @@ def builds(runs: dict, knob: dict) -> list[dict]:
     out: dict = {}
     for (recipe, level), by_seed in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         for seed, ev in sorted(by_seed.items()):
-            cell = out.setdefault((level, seed), {"level": json.loads(level), "seed": seed, "rows": {}, "inferred": False})
+            cell = out.setdefault((level, seed), {"level": json.loads(level), "seed": seed, "rows": {},
+                                                  "inferred": False})
             b = ev.build if ev is not None else None
             cell["rows"][recipe] = (b or {}).get("id", "-") if ev is not None else "not done"
             cell["inferred"] |= bool((b or {}).get("inferred"))
@@ -518,8 +524,8 @@ def aa_splits(per_seed_runs: list, endpoint: str, subset: str = "overall", n_boo
     sig = sum(r["p_value"] is not None and r["p_value"] < ALPHA for r in results)
     ci = binomtest(sig, len(results)).proportion_ci(0.95, method="exact")
     # the splits reuse the same runs, so they are not independent trials: the interval is a floor on the uncertainty
-    return {"status": "ok", "splits": len(results), "significant": sig, "rate_ci": [round(ci.low, 4), round(ci.high, 4)],
-            "results": results}
+    return {"status": "ok", "splits": len(results), "significant": sig,
+            "rate_ci": [round(ci.low, 4), round(ci.high, 4)], "results": results}
 
 
 def decide(results: list[dict]) -> list[dict]:

@@ -85,8 +85,8 @@ def _control_outcome(name: str, t: dict) -> str:
         return "incomplete"
     if name == "positive":
         return "detected" if t["detected"] else "not detected"
-    return {True: f"equivalent within +-{t['margin']:g} (TOST)", False: f"not shown equivalent within +-{t['margin']:g}",
-            None: "not measurable"}[t["equivalent"]]
+    return {True: f"equivalent within +-{t['margin']:g} (TOST)",
+            False: f"not shown equivalent within +-{t['margin']:g}", None: "not measurable"}[t["equivalent"]]
 
 
 def primary_line(r: dict) -> str:
@@ -120,9 +120,10 @@ def claim_blocks(r: dict) -> list[tuple]:
                    f"({r['subset']}) at level {_level(p.get('level'))}."))
     m = r.get("margin") or {}
     if m:
-        b.append(("p", f"Equivalence margin +-{m['value']:g} on {r['endpoint']} (predicted effect {m['predicted_effect']:g}"
-                       f"{'; declared after the runs, post hoc' if m.get('post_hoc') else '; declared before the runs'}): "
-                       f"{m['why']}"))
+        b.append(("p", f"Equivalence margin +-{m['value']:g} on {r['endpoint']} "
+                       f"(predicted effect {m['predicted_effect']:g}"
+                       f"{'; declared after the runs, post hoc' if m.get('post_hoc') else '; declared before the runs'}"
+                       f"): {m['why']}"))
     b.append(("h2", f"Verdict: {r['verdict']}"))
     b.append(("p", f"{r['verdict']}: {VERDICT_MEANING.get(r['verdict'], '')}."))
     b.append(("p", primary_line(r)))
@@ -192,8 +193,10 @@ def aa_blocks(r: dict) -> list[tuple]:
         return b
     for ep, res in aa.items():
         lo, hi = res.get("rate_ci") or (None, None)
-        ci = f"; rate 95% interval [{lo:.2f}, {hi:.2f}] if the splits were independent, which they are not" if lo is not None else ""
-        b.append(("h2", f"{ep}: {res['significant']} of {res['splits']} splits significant at 0.05 (about 5% expected{ci})"))
+        ci = (f"; rate 95% interval [{lo:.2f}, {hi:.2f}] if the splits were independent, which they are not"
+              if lo is not None else "")
+        b.append(("h2", f"{ep}: {res['significant']} of {res['splits']} splits significant at 0.05 "
+                        f"(about 5% expected{ci})"))
         b.append(("table", ["seeds A", "seeds B", "A - B [95% CI]", "p"],
                   [[",".join(str(r["seeds"][i]) for i in x["a"]), ",".join(str(r["seeds"][i]) for i in x["b"]),
                     f"{_f(x['diff'])} [{_f(x['lo'])}, {_f(x['hi'])}]", _p(x["p_value"])] for x in res["results"]]))
@@ -214,7 +217,8 @@ def summary_blocks(results: list[dict], command: str, refused: list[dict] | None
         rows.append([r["name"], f"{r['endpoint']} ({r['subset']})", _comparison(p) if "variant" in p else "-",
                      r["direction"], _estimate(p), _p(p.get("p_holm")), _f(p.get("mdd_holm"), sign=False),
                      _control_outcome("positive", r["positive_control"]),
-                     _control_outcome("negative", r["negative_control"]), r["verdict"], f"{r['runs_done']}/{r['runs_declared']}"])
+                     _control_outcome("negative", r["negative_control"]), r["verdict"],
+                     f"{r['runs_done']}/{r['runs_declared']}"])
     b.append(("table", ["claim", "endpoint", "primary", "predicted", "effect [95% CI]", "p (Holm)", "MDD (Holm)",
                         "positive control", "negative control", "verdict", "runs"], rows))
     b.append(("ul", [f"{v}: {VERDICT_MEANING[v]}" for v in VERDICT_MEANING]))

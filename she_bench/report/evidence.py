@@ -100,7 +100,8 @@ def from_run(run, rel: str) -> Evidence:
     sampled = Path(run.path) / "sampled.jsonl"
     labels = run.metrics.get("labels") or sorted({p["gold"] for p in run.predictions})
     # through JSON once, so an evidence line read back is the same object as the one made from the folder
-    ev = Evidence(rel=rel, config=run.config, labels=list(labels), good_labels=list(run.metrics.get("good_labels") or []),
+    ev = Evidence(rel=rel, config=run.config, labels=list(labels),
+                  good_labels=list(run.metrics.get("good_labels") or []),
                   predictions=[_slim(p, PREDICTION_FIELDS) for p in run.predictions],
                   sampled=[_slim(r, SAMPLED_FIELDS) for r in read_jsonl(sampled)] if sampled.is_file() else None,
                   stages=[e for e in run.train_log if e.get("event") == "stage_start"], build=run_build(run.manifest),
@@ -186,7 +187,8 @@ def load(path: Path) -> dict[str, Evidence]:
             missing = [k for k in ("id", "query_id", "gold", "pred") if not isinstance(p, dict) or k not in p]
             if missing:
                 raise DataError(str(path), f"{i} ({row['rel']}), prediction {j}", missing[0], "missing")
-        if row.get("build") is not None and not (isinstance(row["build"], dict) and isinstance(row["build"].get("id"), str)):
+        if row.get("build") is not None and not (isinstance(row["build"], dict)
+                                                 and isinstance(row["build"].get("id"), str)):
             raise DataError(str(path), i, "build", "expected a mapping with an id, or null")
         if not isinstance(row.get("experiments", []), list):
             raise DataError(str(path), i, "experiments", "expected a list")

@@ -157,7 +157,8 @@ def _bench_ceilings(rows: list[dict], steps) -> list[float | None]:
     """The ceiling of each step (the same for every variant of a benchmark's split: the first that has one)."""
     out = []
     for s in steps:
-        found = [r["ceiling"][s]["mean"] for r in rows if s in r.get("ceiling", {}) and r["ceiling"][s]["mean"] is not None]
+        found = [r["ceiling"][s]["mean"] for r in rows
+                 if s in r.get("ceiling", {}) and r["ceiling"][s]["mean"] is not None]
         out.append(found[0] if found else None)
     return out
 

@@ -96,7 +96,8 @@ def contrast(arms: list[tuple[float, list[np.ndarray]]], score, n_boot: int = 10
     boot = np.empty((S, 0))
     if n_boot > 0:
         draws = _query_draws(Q, n_boot, seed).astype(np.float64)
-        chunks = [value([[d @ x for x in a] for _, a in arms]) for d in (draws[i:i + CHUNK] for i in range(0, n_boot, CHUNK))]
+        chunks = [value([[d @ x for x in a] for _, a in arms])
+                  for d in (draws[i:i + CHUNK] for i in range(0, n_boot, CHUNK))]
         boot = np.concatenate(chunks, axis=1)  # (S, n_boot)
     delta = float(per_seed.mean())
     out = {"diff": _r(delta), "per_seed": [_r(x) for x in per_seed], "n_seeds": S, "n_queries": Q, "n_boot": n_boot,
@@ -161,7 +162,8 @@ def power_t(ncp: float, df: float, alpha: float = 0.05) -> float:
     return float(min(1.0, max(0.0, value)))
 
 
-def mdd(seed_var: float, query_var: float, seeds: int, n_queries: int, power: float = 0.8, alpha: float = 0.05) -> float:
+def mdd(seed_var: float, query_var: float, seeds: int, n_queries: int, power: float = 0.8,
+        alpha: float = 0.05) -> float:
     """Minimum detectable difference of the crossed test with `seeds` seed pairs: the true Delta that the
     two-sided test at `alpha` rejects with probability `power` (noncentral t on seeds - 1 df; one seed:
     n_queries - 1)."""
@@ -177,7 +179,8 @@ def mdd(seed_var: float, query_var: float, seeds: int, n_queries: int, power: fl
     return hi * se
 
 
-def seeds_to_detect(target: float, seed_var: float, query_var: float, n_queries: int, max_seeds: int = 100) -> int | None:
+def seeds_to_detect(target: float, seed_var: float, query_var: float, n_queries: int,
+                    max_seeds: int = 100) -> int | None:
     """Fewest seeds whose minimum detectable difference is at most `target` (None: more than max_seeds,
     or the shared query variance alone is too large: only more queries help)."""
     for s in range(2, max_seeds + 1):

@@ -242,7 +242,8 @@ class Budget:
 
     def text(self) -> str:
         m = {k: v.get("mean") for k, v in self.b.items()}
-        text = (f"{_count(m['optimizer_steps'])} st · {_count(m['prompts_seen'])} pr · {_count(m['tokens_generated'])} gen · "
+        text = (f"{_count(m['optimizer_steps'])} st · {_count(m['prompts_seen'])} pr · "
+                f"{_count(m['tokens_generated'])} gen · "
                 f"{_count(m['tokens_trained'])} tr · {_count(m['total_seconds'])} s")
         if m.get("warm_start_steps"):
             text += f" (warm start: {_count(m['warm_start_steps'])} st · {_count(m['warm_start_tokens_trained'])} tr)"
@@ -258,8 +259,8 @@ def grm_table(rows: list[dict]) -> Table:
     cols = [_BENCH, _VARIANT, ("grm", "GRM"), ("source", "Judged"), ("n_seeds", "n seeds"), ("threshold", "Threshold")]
     for s in STEPS:
         cols += [(f"{s}_auroc", f"{STEP_ABBR[s]} AUROC"), (f"{s}_f1_wrong", f"{STEP_ABBR[s]} F1")]
-    cols += [("overall_precision_wrong", "all prec"), ("overall_recall_wrong", "all rec"), ("overall_f1_wrong", "all F1"),
-             ("first_error_f1", "First-error F1")]
+    cols += [("overall_precision_wrong", "all prec"), ("overall_recall_wrong", "all rec"),
+             ("overall_f1_wrong", "all F1"), ("first_error_f1", "First-error F1")]
     table = Table("grm", "GRM quality", (
         "How well the run's GRM judges steps, against the offline verifier, with 'this step is wrong' as the positive "
         f"case ({STEP_LEGEND}): on the run's own test outputs, and for a trained GRM also on held-out rollouts of the "
@@ -308,7 +309,8 @@ def comparisons_table(rows: list[dict], notes: list[str], n_boot: int) -> Table:
             cells += [Stat(res["diff"], signed=True), PValue(res.get("p_value")),
                       PValue(res.get("p_holm"), star=bool(res.get("significant")))]
             if res.get("note"):
-                table.notes.append(f"{r['benchmark']} {r['variant']} vs {r['versus']}, {metric} ({subset}): {res['note']}")
+                table.notes.append(f"{r['benchmark']} {r['variant']} vs {r['versus']}, {metric} ({subset}): "
+                                   f"{res['note']}")
         table.rows.append(cells)
         if r["pairing"] == "order":
             table.notes.append(f"{r['benchmark']} {r['variant']}: no seed in common with {r['versus']}; "
@@ -338,7 +340,8 @@ def power_table(rows: list[dict]) -> Table:
         lower = "" if r.get("seed_var_measured", True) else " (lower bound)"
         table.rows.append([r["benchmark"], label, str(r["seeds"]), str(r["n_queries"]), str(r["comparisons"]),
                            NA if r["seed_var"] is None else Num(r["seed_var"] ** 0.5), Num(r["query_var"] ** 0.5),
-                           f"{fnum(r['mdd'])}{lower}", NA if r["seeds_for_target"] is None else str(r["seeds_for_target"])])
+                           f"{fnum(r['mdd'])}{lower}",
+                           NA if r["seeds_for_target"] is None else str(r["seeds_for_target"])])
     return table
 
 
@@ -453,11 +456,11 @@ def entropy_table(rows: list[dict]) -> Table:
             ("train_ratio", "Final / initial"), ("collapsed", "Collapsed")]
     table = Table("entropy", "Policy entropy and movement", (
         "Eval entropy: mean token entropy of the greedy test outputs, dominated by copied tokens; AM verdict and label "
-        "entropy: at the first token of each attribute-matching verdict and of the final label; top-20%: mean over each "
-        "output's highest-entropy fifth of tokens (nats, teacher-forced, evaluation/decisions.py); KL to warm start: "
-        "per token on the test outputs; labels changed: share of test labels that differ from the warm start's greedy "
-        "ones. Training entropy of the method's own stages (shared warm start and GRM excluded): mean of the first and "
-        "of the last 5 logged steps, their ratio; collapsed: seeds whose ratio fell below "
+        "entropy: at the first token of each attribute-matching verdict and of the final label; top-20%: mean over "
+        "each output's highest-entropy fifth of tokens (nats, teacher-forced, evaluation/decisions.py); KL to warm "
+        "start: per token on the test outputs; labels changed: share of test labels that differ from the warm start's "
+        "greedy ones. Training entropy of the method's own stages (shared warm start and GRM excluded): mean of the "
+        "first and of the last 5 logged steps, their ratio; collapsed: seeds whose ratio fell below "
         f"{COLLAPSE_RATIO} (of the seeds with a training entropy). Mean ± std over seeds."), cols)
     for r in rows:
         collapsed = NA if r["collapsed"] is None else f"{r['collapsed']}/{r['n_with_training_entropy']}"

@@ -162,7 +162,8 @@ class JudgeGRM:
         self.scorer = _LMScorer(model_path, answers or JUDGE_ANSWERS, where="judge GRM")
 
     def score(self, examples, parsed):
-        return _score_with(self.scorer, lambda ex, p, s: judge_prompt(self.scorer.tokenizer, ex, p, s), examples, parsed)
+        return _score_with(self.scorer, lambda ex, p, s: judge_prompt(self.scorer.tokenizer, ex, p, s),
+                           examples, parsed)
 
 
 def hybrid_step_rewards(verifier: list[dict[str, bool | None]], grm: list[dict[str, float | None]],
@@ -187,6 +188,7 @@ def hybrid_step_rewards(verifier: list[dict[str, bool | None]], grm: list[dict[s
             elif mixing == "verifier_first":
                 row[step] = v if v is not None else s
             else:
-                row[step] = mix_weight * v + (1 - mix_weight) * s if v is not None and s is not None else (v if v is not None else s)
+                row[step] = (mix_weight * v + (1 - mix_weight) * s if v is not None and s is not None
+                             else (v if v is not None else s))
         out.append(row)
     return out

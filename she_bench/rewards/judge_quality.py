@@ -37,7 +37,8 @@ def step_rates(pairs: list[tuple[bool, float]], threshold: float) -> dict:
     n_flagged = sum(p for _, p in flagged)
     precision = tp / n_flagged if n_flagged else None
     recall = tp / wrong if wrong else None
-    f1 = (2 * precision * recall / (precision + recall) if precision and recall else 0.0) if recall is not None else None
+    f1 = ((2 * precision * recall / (precision + recall) if precision and recall else 0.0) if recall is not None
+          else None)
     auroc = None
     if wrong >= MIN_WRONG and wrong < n:
         auroc = roc_auc_score([t for t, _ in pairs], [1 - s for _, s in pairs])
