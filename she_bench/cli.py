@@ -255,6 +255,7 @@ COMMANDS = {"eval": cmd_eval, "run": cmd_run, "ablate": cmd_ablate, "report": cm
 def main(argv: list[str] | None = None) -> int:
     from she_bench.config import ConfigError
     from she_bench.data.schema import DataError
+    from she_bench.registry import UnknownName
     from she_bench.report.collect import NothingToReport
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -265,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     console.configure(args.verbose)
     try:
         return COMMANDS[args.command](args)
-    except (DataError, ConfigError, NothingToReport, FileNotFoundError, KeyError) as e:
-        print(f"she-bench: error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+    except (DataError, ConfigError, NothingToReport, FileNotFoundError, UnknownName) as e:
+        print(f"she-bench: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -6,6 +6,14 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
+class UnknownName(KeyError):
+    """A name the user gave (a method, benchmark, endpoint, engine, ...) that nothing is registered under: one
+    `she-bench: error:` line. Any other KeyError is a bug and keeps its traceback."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str):
         self.kind = kind
@@ -23,7 +31,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         if name not in self._items:
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} '{name}' (known: {known})")
+            raise UnknownName(f"unknown {self.kind} '{name}' (known: {known})")
         return self._items[name]
 
     def names(self) -> list[str]:

@@ -245,3 +245,18 @@ def test_rl_seed_at_its_default_leaves_run_hashes_as_they_were():
 def test_rl_seed_out_of_range_is_refused():
     with pytest.raises(ConfigError, match="rl.seed"):
         make_config("srpo", {"rl": {"seed": -1}})
+
+
+def test_an_unknown_name_is_one_error_line_and_a_bug_keyerror_a_traceback(monkeypatch, capsys):
+    from she_bench import cli
+
+    assert cli.main(["data", "describe", "no-such-card"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["she-bench: error: unknown benchmark 'no-such-card' (known: " + err[0].split("(known: ", 1)[1]]
+
+    def buggy(args):
+        return {}["missing"]  # a KeyError from a bug, not from user input
+
+    monkeypatch.setitem(cli.COMMANDS, "data", buggy)
+    with pytest.raises(KeyError, match="missing"):
+        cli.main(["data", "list"])

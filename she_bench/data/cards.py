@@ -22,7 +22,7 @@ from typing import Callable
 import yaml
 
 from she_bench.data.schema import ESCI_LABELS, STEPS, DataError, Example
-from she_bench.registry import Registry
+from she_bench.registry import Registry, UnknownName
 
 CARDS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -159,7 +159,7 @@ def find_card(name_or_path: str) -> Path:
     p = CARDS_DIR / f"{name_or_path}.yaml"
     if not p.exists():
         known = sorted(c.stem for c in CARDS_DIR.glob("*.yaml"))
-        raise KeyError(f"unknown benchmark '{name_or_path}' (known: {', '.join(known)}; or pass a card path)")
+        raise UnknownName(f"unknown benchmark '{name_or_path}' (known: {', '.join(known)}; or pass a card path)")
     return p
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from she_bench.registry import Registry
+from she_bench.registry import Registry, UnknownName
 
 METHODS: Registry = Registry("method")
 _MODULES = {"none": "none", "sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": "srpo", "she": "she",
@@ -14,6 +14,6 @@ _MODULES = {"none": "none", "sft": "sft", "dpo": "dpo", "grpo": "grpo", "srpo": 
 def get_method(name: str):
     module = _MODULES.get(name)
     if module is None:
-        raise KeyError(f"unknown method '{name}' (known: {', '.join(sorted(_MODULES))})")
+        raise UnknownName(f"unknown method '{name}' (known: {', '.join(sorted(_MODULES))})")
     importlib.import_module(f"she_bench.methods.{module}")
     return METHODS.get(name)
