@@ -92,8 +92,8 @@ def toy_model_dir(name: str, corpus: list[str], seed: int) -> Path:
     return out
 
 
-def _build_toy(out: Path, spec: ToySpec, corpus: list[str], seed: int) -> None:
-    tokenizer = train_toy_tokenizer(corpus, spec.vocab)
+def toy_model(spec: ToySpec, tokenizer, seed: int):
+    """A randomly initialised Llama-style toy model of `spec` for `tokenizer` (seeded)."""
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=4 * spec.hidden,
         num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
@@ -101,7 +101,12 @@ def _build_toy(out: Path, spec: ToySpec, corpus: list[str], seed: int) -> None:
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def _build_toy(out: Path, spec: ToySpec, corpus: list[str], seed: int) -> None:
+    tokenizer = train_toy_tokenizer(corpus, spec.vocab)
+    model = toy_model(spec, tokenizer, seed)
     tmp = _tmp_dir(out)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

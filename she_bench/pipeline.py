@@ -122,8 +122,8 @@ def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = 
             raise ConfigError(f"--warm-start-hash {expect_warm_start[:12]}: no warm start of this run's key is at hand "
                               "here: run the whole cell again on one build")
         init = ctx.warm_start = warm_start(ctx)
-        run.update(warm_start=str(init), **build_record(base, init, expect_warm_start),
-                   warm_start_seconds=round(time.time() - t0, 1))
+        built = build_record(base, init, expect_warm_start, run.manifest().get("base_model_hash"))
+        run.update(warm_start=str(init), **built, warm_start_seconds=round(time.time() - t0, 1))
         t1 = time.time()
         final = train(ctx, init)
         if not is_main_process():
@@ -147,16 +147,18 @@ def run_method(cfg: Config, command: list[str], expect_warm_start: str | None = 
         return Result(run.path, metrics)
 
 
-def build_record(base: Path, init: Path, want: str | None = None) -> dict:
+def build_record(base: Path, init: Path, want: str | None = None, base_hash: str | None = None) -> dict:
     """The manifest's record of the weights a run started from: `warm_start_hash` and `build` (the warm start's
     weights hash, the base model's, and the arithmetic the warm start was trained under). Two runs are paired only
-    on one build. With `expect_warm_start` set (ablate finishing a cell on its build), another build is refused."""
+    on one build. With `want` set (ablate finishing a cell on its build), another build is refused. `base_hash`: the
+    base model's hash where the manifest already has it."""
     from she_bench.config import ConfigError
     from she_bench.methods.sft import warm_start_build
     from she_bench.models import model_hash
 
+    base_hash = base_hash or model_hash(base)
     if Path(init) == Path(base):  # no warm start: the base model is the build
-        build = {"weights_hash": model_hash(init), "env": None}
+        build = {"weights_hash": base_hash, "env": None}
     else:
         build = warm_start_build(Path(init))
     if want and build["weights_hash"] != want:
@@ -165,7 +167,7 @@ def build_record(base: Path, init: Path, want: str | None = None) -> dict:
                           "again on one build")
     return {"warm_start_hash": build["weights_hash"],
             "build": {"id": build["weights_hash"][:12], "warm_start_hash": build["weights_hash"],
-                      "base_model_hash": model_hash(base), "env": build["env"]}}
+                      "base_model_hash": base_hash, "env": build["env"]}}
 
 
 def run_classic(cfg: Config, command: list[str], predict) -> Result:

@@ -66,11 +66,10 @@ def template_words(labels: list[str]) -> list[str]:
 def build(name: str, out: Path) -> dict:
     """Train the named base into `out` (replaced whole once finished) and return its build record."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, LlamaConfig
     from trl import SFTConfig, SFTTrainer
 
     from she_bench.data.cards import load_benchmark
-    from she_bench.models import TOY_MODELS, model_hash, train_toy_tokenizer
+    from she_bench.models import TOY_MODELS, model_hash, toy_model, train_toy_tokenizer
     from she_bench.runs import build_env
 
     recipe = BASE_RECIPES[name]
@@ -79,13 +78,7 @@ def build(name: str, out: Path) -> dict:
     lines = catalogue_lines(bench.splits["train"])
     random.Random(recipe["seed"]).shuffle(lines)
     tokenizer = train_toy_tokenizer(lines + template_words(bench.labels), spec.vocab)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=spec.hidden, intermediate_size=4 * spec.hidden,
-        num_hidden_layers=spec.layers, num_attention_heads=spec.heads, num_key_value_heads=spec.heads,
-        max_position_embeddings=spec.max_positions, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(recipe["seed"])
-    model = AutoModelForCausalLM.from_config(config)
+    model = toy_model(spec, tokenizer, recipe["seed"])
     work = Path(out).with_name(Path(out).name + ".build")
     shutil.rmtree(work, ignore_errors=True)
     args = SFTConfig(output_dir=str(work / "trainer"), num_train_epochs=recipe["epochs"], learning_rate=recipe["lr"],

@@ -573,3 +573,34 @@ def test_the_readme_quotes_only_figures_of_the_generated_claims_pages():
     quoted = re.findall(rf"{number} \[{number}, {number}\]", section)
     assert len(quoted) >= 5
     assert [q for q in quoted if q not in pages] == []
+
+
+def test_a_rebuild_that_reproduces_a_line_names_the_build_of_its_inferred_cluster(tmp_path):
+    import shutil
+
+    from she_bench.report import evidence
+
+    path = _experiment(tmp_path)
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    twins = {"grpo": "warm-start", "srpo": "warm-start", "srpo-shuffled": "warm-start"}  # RL rows near their start
+    _simulate(path, runs, DETECTED, twins=twins)
+    assert _claims_cli(path, runs, out) == 0
+    old = evidence.load(out / "evidence.jsonl.xz")
+    for ev in old.values():  # lines made before builds were recorded
+        ev.build = None
+    evidence.infer_builds(old)
+    evidence.write(old, out / "evidence.jsonl.xz")
+    shutil.rmtree(runs)
+    # the warm-start row of seed 0 at 0.5 rebuilt: the same labels, a recorded build
+    rows = ("grpo", "srpo", "warm-start", "sft-oracle", "srpo-shuffled")
+    _simulate(path, runs, DETECTED, twins=twins,
+              skip=[(r, lv, s) for r in rows for lv in (0.0, 0.5) for s in (0, 1, 2) if (r, lv, s) != ("warm-start", 0.5, 0)])
+    assert _claims_cli(path, runs, out) == 0
+    after = evidence.load(out / "evidence.jsonl.xz")
+    ws = next(r for r in after if "warm-start_teacher_noise=0.5-toy-1m-s0" in r)
+    cluster = old[ws].build["id"]
+    linked = [r for r in after if old[r].build["id"] == cluster]
+    assert len(linked) == 4 and all(after[r].build["id"] == "cell-0.5-0".ljust(12, "0") for r in linked)
+    assert not after[ws].build["inferred"]  # the rebuilt row itself: its recorded build
+    assert all(after[r].build["linked_by"] == ws and after[r].build["inferred"] for r in linked if r != ws)
+    assert all(after[r].build == old[r].build for r in after if r not in linked)  # other cells untouched

@@ -83,7 +83,8 @@ def read_outputs(model, tokenizer, prompts: list[str], completions: list[str], r
     for p, c in zip(prompts, completions):
         enc = tokenizer(p + c, add_special_tokens=False, return_offsets_mapping=True)
         first = next((i for i, (_, e) in enumerate(enc["offset_mapping"]) if e > len(p)), len(enc["input_ids"]))
-        rows.append((enc["input_ids"], max(first, 1), [e - len(p) for _, e in enc["offset_mapping"][first:]]))
+        first = max(first, 1)  # the first token has no prediction to read
+        rows.append((enc["input_ids"], first, [e - len(p) for _, e in enc["offset_mapping"][first:]]))
     vocab = model.get_output_embeddings().weight.shape[0]
     out: list[dict] = [{} for _ in rows]
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i][0]))
@@ -158,7 +159,7 @@ def reference_labels(reference: Path, examples: list, prompts: list[str], labels
     from she_bench.models import model_hash
     from she_bench.rewards.verifier import score_output
 
-    key = hashlib.sha256(json.dumps([model_hash(reference), [ex.id for ex in examples], prompts[:1], len(prompts),
+    key = hashlib.sha256(json.dumps([model_hash(reference), [ex.id for ex in examples], prompts,
                                      cfg.eval.max_new_tokens, cfg.engine]).encode()).hexdigest()[:16]
     path = cache / "reference_labels" / f"{key}.json"
     try:

@@ -156,11 +156,11 @@ def decisions(engine, model_path: Path, records: list[dict], examples: list, ben
 
     model = getattr(engine, "model", None) or load_model(model_path).eval()
     tokenizer = getattr(engine, "tokenizer", None) or load_tokenizer(model_path)
-    ref = load_model(reference).to(next(model.parameters()).device).eval() if reference is not None else None
     prompts = prompts_for(examples, benchmark, cfg, tokenizer)
     todo = [i for i, r in enumerate(records)
-            if "decision_entropy" not in r or (ref is not None and r.get("kl_ref") is None)]
+            if "decision_entropy" not in r or (reference is not None and r.get("kl_ref") is None)]
     if todo:
+        ref = load_model(reference).to(next(model.parameters()).device).eval() if reference is not None else None
         reads = dec.read_outputs(model, tokenizer, [prompts[i] for i in todo],
                                  [records[i].get("text") or "" for i in todo], ref, cfg.eval.batch_size)
         for i, read in zip(todo, reads):

@@ -299,6 +299,10 @@ class RunIndex:
             got = read_run(Path(path), rel) if Path(path).is_dir() else None
             if isinstance(got, RunData):
                 found[rel] = from_run(got, rel)
+        for rel, ev in sorted(found.items()):
+            old = self.evidence.get(rel)
+            if old is not None and (old.build or {}).get("inferred") and ev.build and reproduces(ev, old):
+                self.resolve(old.build["id"], ev.build, rel)
         cells: dict[str, list[str]] = {}
         for rel, ev in self.evidence.items():
             cells.setdefault(warm_start_identity(ev.config), []).append(rel)
@@ -315,6 +319,14 @@ class RunIndex:
                     continue
             self.evidence[rel] = ev
             self.from_folders.add(rel)
+
+    def resolve(self, inferred_id: str, build: dict, by: str) -> None:
+        """Give every line of an inferred build the real build a rebuild showed it to be: a run folder (`by`) rebuilt
+        on this build reproduced, label for label, a line of that inferred build, so the rows linked to it started
+        from the same weights. They keep `inferred` true and name the line that confirmed it (`linked_by`)."""
+        for ev in self.evidence.values():
+            if (ev.build or {}).get("id") == inferred_id:
+                ev.build = {**build, "inferred": True, "linked_by": by, "inferred_id": inferred_id}
 
     def runs_of(self, path: Path, exp: dict) -> dict:
         """{(recipe, level key): {seed: Evidence or None (not done)}} for the file's jobs."""
@@ -334,6 +346,12 @@ class RunIndex:
         """How many of the runs read were found done in their folders, and how many in the evidence alone."""
         found = {rel for rel in self._scanned if rel in self.evidence}
         return len(found & self.from_folders), len(found - self.from_folders)
+
+
+def reproduces(new, old) -> bool:
+    """A run whose greedy test outputs give exactly the labels of an older line of the same run (and pairs)."""
+    a = {p["id"]: p.get("pred") for p in new.predictions}
+    return len(a) == len(old.predictions) and all(a.get(p["id"], "\0") == p.get("pred") for p in old.predictions)
 
 
 def check_analysis(path: Path, runs: dict) -> None:
@@ -403,7 +421,7 @@ def analyse(exp: dict, runs: dict, n_boot: int = BOOTSTRAP) -> dict:
 
     out: dict = {"name": exp.get("name"), "claim": exp.get("claim"), "description": exp.get("description", ""),
                  "endpoint": endpoint, "subset": subset, "direction": direction, "seeds": seeds, "knob": knob,
-                 "n_boot": n_boot, "builds": builds(runs, knob), "history": list(exp.get("history") or [])}
+                 "n_boot": n_boot, "builds": builds(runs), "history": list(exp.get("history") or [])}
     if "aa" in a:
         recipe = a["aa"]["variant"]
         done = have(recipe, knob.get("default"))
@@ -439,9 +457,9 @@ def analyse(exp: dict, runs: dict, n_boot: int = BOOTSTRAP) -> dict:
                               for v in versus]
     out["margin"] = {"value": a["margin"], "why": " ".join(str(a["margin_why"]).split()),
                      "post_hoc": bool(a.get("margin_post_hoc")), "predicted_effect": a["predicted_effect"]}
-    prim_eq = out["primary"]
-    out["primary"]["equivalent"] = (all(equivalent(p, a["margin"]) for p in prim_eq.get("parts", [prim_eq]))
-                                    if prim_eq["status"] == "ok" else None)
+    est = out["primary"]
+    est["equivalent"] = (all(equivalent(p, a["margin"]) for p in est.get("parts", [est]))
+                         if est["status"] == "ok" else None)
     pc = a["positive_control"]
     t = pair(pc["variant"], pc.get("versus", pc["variant"]), pc["level"], pc.get("versus_level"), pc.get("endpoint"))
     out["positive_control"] = {**t, "direction": pc.get("direction", direction), "post_hoc": bool(pc.get("post_hoc")),
@@ -451,7 +469,7 @@ def analyse(exp: dict, runs: dict, n_boot: int = BOOTSTRAP) -> dict:
     nc_margin = nc.get("margin", a["margin"])
     out["negative_control"] = {**t, "margin": nc_margin,
                                "equivalent": equivalent(t, nc_margin) if t["status"] == "ok" else None}
-    out["row_means"] = row_means(runs, knob, endpoint, subset, n_boot)
+    out["row_means"] = row_means(runs, endpoint, subset, n_boot)
     out["stages"] = {recipe: stages(list(have(recipe, prim["level"]).values()))
                      for recipe in [prim["variant"], *versus]}
     primary_rows = [[prim["variant"], v] for v in versus]
@@ -463,21 +481,17 @@ def analyse(exp: dict, runs: dict, n_boot: int = BOOTSTRAP) -> dict:
     return out
 
 
-def builds(runs: dict, knob: dict) -> list[dict]:
-    """Per knob level and seed, the build each row started from: [{level, seed, rows: {recipe: build id},
-    inferred}]."""
+def builds(runs: dict) -> list[dict]:
+    """Per knob level and seed, the build each row started from: [{level, seed, rows: {recipe: build id}}]."""
     out: dict = {}
     for (recipe, level), by_seed in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         for seed, ev in sorted(by_seed.items()):
-            cell = out.setdefault((level, seed), {"level": json.loads(level), "seed": seed, "rows": {},
-                                                  "inferred": False})
-            b = ev.build if ev is not None else None
-            cell["rows"][recipe] = (b or {}).get("id", "-") if ev is not None else "not done"
-            cell["inferred"] |= bool((b or {}).get("inferred"))
+            cell = out.setdefault((level, seed), {"level": json.loads(level), "seed": seed, "rows": {}})
+            cell["rows"][recipe] = (ev.build or {}).get("id", "-") if ev is not None else "not done"
     return list(out.values())
 
 
-def row_means(runs: dict, knob: dict, endpoint: str, subset: str, n_boot: int) -> list[dict]:
+def row_means(runs: dict, endpoint: str, subset: str, n_boot: int) -> list[dict]:
     """Each row's mean endpoint per knob level over its done seeds, with its interval (what the contrasts are
     differences of)."""
     out = []
