@@ -162,7 +162,9 @@ def claim_blocks(r: dict) -> list[tuple]:
         b.append(("p", "Rows are compared only on one build. An id is the first 12 hex digits of the warm start's "
                        "weights hash; 'inferred-' ids are builds inferred from label agreement for runs made before "
                        "builds were recorded, 'undetermined-' where a row's labels tie it to no other (SFT and DPO "
-                       "rows move far from their warm start); pairs with one are used and counted as unverified."))
+                       "rows move far from their warm start); pairs with one are used and counted as unverified. "
+                       "Where a rebuild reproduced a row label for label, the rows inferred to share its build carry "
+                       "the rebuild's id (evidence.jsonl.xz marks them inferred, linked_by that row)."))
         b.append(("table", ["level", "seed", *recipes],
                   [[_level(c["level"]), c["seed"], *[c["rows"].get(x, "") for x in recipes]] for c in r["builds"]]))
     if r.get("history"):
